@@ -1,0 +1,7 @@
+"""DeepInterestGR: generative recommendation with intent-enriched semantic IDs."""
+
+from deepinterestgr.errors import ConfigError, DataError, DeepInterestGRError
+
+__version__ = "0.1.0.dev0"
+
+__all__ = ["ConfigError", "DataError", "DeepInterestGRError", "__version__"]

@@ -1,0 +1,3 @@
+from deepinterestgr.cli import main
+
+main()

@@ -1,0 +1,91 @@
+"""Command line: one subcommand per stage, plus `pipeline`. User errors print one line and exit 2."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from deepinterestgr import __version__
+from deepinterestgr.errors import DeepInterestGRError
+
+app = typer.Typer(
+    name="deepinterestgr",
+    help="Generative recommendation with intent-enriched semantic IDs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable)
+
+
+def user_errors(func: F) -> F:
+    """Turn a `DeepInterestGRError` into one red line on stderr and exit code 2, no traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except DeepInterestGRError as err:
+            err_console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command()
+@user_errors
+def prepare(
+    format: Annotated[str, typer.Option("--format", "-f", help="p5 | lcrec | minionerec | amazon2014 | amazon2018")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to save items, sequences and splits to.")],
+    path: Annotated[
+        Path | None, typer.Option("--path", "-p", help="Source folder; omit for the bundled Beauty sample.")
+    ] = None,
+    k_core: Annotated[int | None, typer.Option(help="k-core threshold (raw dumps default to 5).", min=1)] = None,
+    max_history: Annotated[int | None, typer.Option(help="Last N items kept in valid/test histories.", min=1)] = 50,
+) -> None:
+    """Read a source dataset, print its statistics, and save items, sequences and leave-last-out splits."""
+    from deepinterestgr.data.prepare import prepare as prepare_data
+    from deepinterestgr.data.stats import stats_table
+
+    data = prepare_data(format, path, k_core=k_core, max_history=max_history)
+    saved = data.save_to_disk(out)
+    console.print(stats_table(data.stats(), title=f"{format}: {data.source['path']}"))
+    splits = ", ".join(f"{name} {len(split):,}" for name, split in data.splits.items())
+    console.print(f"splits: {splits}")
+    console.print(f"saved to {saved}")
+
+
+@app.command()
+@user_errors
+def pipeline(
+    config: Annotated[Path, typer.Option("--config", "-c", help="YAML config, e.g. configs/quickstart.yaml.")],
+) -> None:
+    """Run all stages of a config in order, skipping those already done (resume)."""
+    from deepinterestgr.config import PipelineConfig
+    from deepinterestgr.pipeline import run_pipeline
+
+    out = run_pipeline(PipelineConfig.from_yaml(config), console=console)
+    console.print(f"artifacts in {out}")
+
+
+@app.command()
+def version() -> None:
+    """Print the package version."""
+    console.print(__version__)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

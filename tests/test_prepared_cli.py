@@ -1,0 +1,88 @@
+"""The prepared folder round trip, the bundled sample, the CLI and the pipeline (as a user runs them)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deepinterestgr.config import PipelineConfig
+from deepinterestgr.data import PreparedData, load_sample, sample_path
+from deepinterestgr.errors import ConfigError, DataError
+
+CLI = [sys.executable, "-m", "deepinterestgr"]
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_bundled_sample_is_consistent():
+    data = load_sample(max_history=50)
+    stats = data.stats()
+    assert (stats.users, stats.items, stats.interactions) == (2000, 7372, 18001)
+    assert stats.min_length >= 5
+    assert len(data.splits["test"]) == 2000
+    assert (sample_path() / "README.md").is_file()
+
+
+def test_save_load_round_trip(tmp_path):
+    data = load_sample(max_history=5)
+    data.save_to_disk(tmp_path / "prep")
+    back = PreparedData.load_from_disk(tmp_path / "prep")
+    assert back.items.to_list() == data.items.to_list()
+    assert back.splits["valid"].to_list() == data.splits["valid"].to_list()
+    assert max(len(h) for h in back.splits["test"]["history"]) == 5
+    assert back.source["max_history"] == 5
+    with pytest.raises(DataError, match="not a prepared dataset folder"):
+        PreparedData.load_from_disk(tmp_path)
+
+
+def test_cli_prepare_prints_stats_and_saves(tmp_path):
+    result = run_cli("prepare", "--format", "p5", "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert "2,000" in result.stdout and "7,372" in result.stdout and "18,001" in result.stdout
+    assert "coverage: brand" in result.stdout
+    assert PreparedData.is_prepared(tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--format", "p6"], "unknown format 'p6'"),
+        (["--format", "p5", "--path", "/no/such/dir"], "/no/such/dir: no such folder"),
+        (["--format", "lcrec", "--path", "."], "missing interaction file"),
+    ],
+)
+def test_cli_user_errors_are_one_line(tmp_path, args, message):
+    result = run_cli("prepare", *args, "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_pipeline_runs_then_resumes(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"output_dir: {tmp_path / 'run'}\ndata:\n  format: p5\n  max_history: 20\n")
+    first = run_cli("pipeline", "--config", str(config))
+    assert first.returncode == 0, first.stderr
+    assert "7,372" in first.stdout
+    second = run_cli("pipeline", "--config", str(config))
+    assert "done already" in second.stdout and "7,372" in second.stdout
+
+
+def test_config_errors_name_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  formt: p5\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: field 'data.formt': Extra inputs are not permitted"):
+        PipelineConfig.from_yaml(bad)
+    bad.write_text("data:\n  max_history: 0\n")
+    with pytest.raises(ConfigError, match=r"field 'data.max_history'.*greater than or equal to 1"):
+        PipelineConfig.from_yaml(bad)
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:\d+: invalid YAML"):
+        PipelineConfig.from_yaml(bad)
+    with pytest.raises(ConfigError, match="config file not found"):
+        PipelineConfig.from_yaml(tmp_path / "missing.yaml")
+    assert PipelineConfig.from_yaml(Path(__file__).parents[1] / "configs/quickstart.yaml").data.path is None
