@@ -65,6 +65,55 @@ def prepare(
 
 @app.command()
 @user_errors
+def embed(
+    data: Annotated[Path, typer.Option("--data", "-d", help="Folder written by `prepare`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the embedded items.")],
+    model: Annotated[str | None, typer.Option(help="sentence-transformers id or folder (default: MiniLM).")] = None,
+    collaborative: Annotated[str, typer.Option(help="auto | on | off: fuse a train-interaction embedding.")] = "auto",
+    batch_size: Annotated[int, typer.Option(min=1, help="Texts per encoder batch.")] = 128,
+) -> None:
+    """Embed each item's enriched text (plus collaborative signal) into the `embedding` column."""
+    from deepinterestgr.config import EmbedConfig
+    from deepinterestgr.stages import run_embed
+
+    config = _validated(EmbedConfig, model=model, collaborative=collaborative, batch_size=batch_size)
+    console.print(f"saved to {run_embed(data, out, config, console=console)}")
+
+
+@app.command()
+@user_errors
+def quantize(
+    items: Annotated[Path, typer.Option("--items", "-i", help="Folder written by `embed`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for items with `sid` and the tokenizer.")],
+    codebook_size: Annotated[int, typer.Option(min=2, help="Codes per level.")] = 256,
+    num_levels: Annotated[int, typer.Option(min=1, help="Levels before the collision suffix.")] = 3,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 42,
+) -> None:
+    """Train the RQ-VAE, assign every item its SID, save the tokenizer and a quality report."""
+    from deepinterestgr.config import QuantizeConfig
+    from deepinterestgr.stages import run_quantize
+
+    config = _validated(QuantizeConfig, codebook_size=codebook_size, num_levels=num_levels, epochs=epochs, seed=seed)
+    path = run_quantize(items, out, config, console=console)
+    console.print(f"saved to {path} (tokenizer in {path / 'tokenizer'})")
+
+
+def _validated(model_cls, **values):
+    """Build a config section from CLI options, turning validation errors into one-line user errors."""
+    from pydantic import ValidationError
+
+    from deepinterestgr.errors import ConfigError
+
+    try:
+        return model_cls(**values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ConfigError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+
+
+@app.command()
+@user_errors
 def pipeline(
     config: Annotated[Path, typer.Option("--config", "-c", help="YAML config, e.g. configs/quickstart.yaml.")],
 ) -> None:

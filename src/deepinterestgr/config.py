@@ -25,6 +25,36 @@ class DataConfig(BaseModel):
     max_history: int | None = Field(50, ge=1, description="Keep the last N items of each valid/test history.")
 
 
+class EmbedConfig(BaseModel):
+    """How item text (and interactions) become the vector that is quantized (the embed stage)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, description="sentence-transformers id or folder; empty = offline MiniLM.")
+    batch_size: int = Field(128, ge=1, description="Texts per encoder batch.")
+    collaborative: Literal["auto", "on", "off"] = Field(
+        "auto", description="Fuse an item embedding learned from train interactions (auto: when text is thin)."
+    )
+    collaborative_dim: int = Field(128, ge=2, description="Size of the collaborative embedding.")
+    collaborative_weight: float = Field(1.0, gt=0, description="Scale of the collaborative part in the fusion.")
+
+
+class QuantizeConfig(BaseModel):
+    """RQ-VAE shape and training (the quantize stage)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_levels: int = Field(3, ge=1, description="Codes per SID before the collision suffix.")
+    codebook_size: int = Field(256, ge=2, description="Codes per level.")
+    latent_dim: int = Field(32, ge=1, description="Size of the quantized latent.")
+    hidden_dims: list[int] = Field(default_factory=lambda: [512, 256, 128], description="Encoder MLP widths.")
+    epochs: int = Field(200, ge=1, description="Training epochs.")
+    warmup_epochs: int = Field(20, ge=0, description="Autoencoder-only epochs before k-means seeding.")
+    batch_size: int = Field(1024, ge=1, description="Items per step.")
+    learning_rate: float = Field(1e-3, gt=0, description="AdamW learning rate.")
+    seed: int = Field(42, description="Seed of everything random in the stage.")
+
+
 class PipelineConfig(BaseModel):
     """All stages of `deepinterestgr pipeline`; each stage writes under `output_dir` and is skipped when done."""
 
@@ -32,6 +62,8 @@ class PipelineConfig(BaseModel):
 
     output_dir: str = Field("runs/quickstart", description="Folder for every artifact (relative to the CWD).")
     data: DataConfig = Field(default_factory=DataConfig)
+    embed: EmbedConfig = Field(default_factory=EmbedConfig)
+    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> PipelineConfig:

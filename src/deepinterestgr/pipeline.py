@@ -6,17 +6,20 @@ from pathlib import Path
 
 from rich.console import Console
 
+from deepinterestgr.artifacts import read_manifest, stage_done
 from deepinterestgr.config import PipelineConfig
 from deepinterestgr.data.prepare import prepare
 from deepinterestgr.data.prepared import PreparedData
 from deepinterestgr.data.stats import stats_table
+from deepinterestgr.stages import quality_table, run_embed, run_quantize
 
 
 def run_pipeline(config: PipelineConfig, *, console: Console | None = None) -> Path:
     """Run every stage that exists so far; returns the output folder."""
     console = console or Console()
     out = Path(config.output_dir)
-    prepared_dir = out / "prepared"
+    prepared_dir, embedded_dir, sid_dir = out / "prepared", out / "embedded", out / "sid"
+
     if PreparedData.is_prepared(prepared_dir):
         console.print(f"[bold]prepare[/]: done already ({prepared_dir}), skipping")
         data = PreparedData.load_from_disk(prepared_dir)
@@ -27,4 +30,17 @@ def run_pipeline(config: PipelineConfig, *, console: Console | None = None) -> P
         )
         data.save_to_disk(prepared_dir)
     console.print(stats_table(data.stats(), title=f"prepared: {data.source.get('path')}"))
+
+    if stage_done(embedded_dir):
+        console.print(f"[bold]embed[/]: done already ({embedded_dir}), skipping")
+    else:
+        console.print("[bold]embed[/]: item text -> embeddings")
+        run_embed(prepared_dir, embedded_dir, config.embed, console=console)
+
+    if stage_done(sid_dir):
+        console.print(f"[bold]quantize[/]: done already ({sid_dir}), skipping")
+        console.print(quality_table(read_manifest(sid_dir)["report"]))
+    else:
+        console.print("[bold]quantize[/]: RQ-VAE -> semantic IDs")
+        run_quantize(embedded_dir, sid_dir, config.quantize, console=console)
     return out
