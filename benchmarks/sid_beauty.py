@@ -38,22 +38,24 @@ def row(name: str, report: dict, seconds: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--beauty", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/amazon/beauty")
+    parser.add_argument(
+        "--beauty", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/amazon/beauty"
+    )
     parser.add_argument("--epochs", type=int, default=RQVAETrainingArguments.epochs)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, cuda={torch.cuda.is_available()}")
 
     data = prepare("p5", args.beauty)
     train = data.splits["train"]["item_ids"]
     lines = []
-    for mode in ("off", "on"):
+    for mode, seed in [(mode, seed) for mode in ("off", "on") for seed in args.seeds]:
         t0 = time.perf_counter()
         items = embed_items(data.items, train, collaborative=mode, show_progress=False)
         t_embed = time.perf_counter() - t0
         dim = len(items[0]["embedding"])
         t0 = time.perf_counter()
-        train_args = RQVAETrainingArguments(epochs=args.epochs, seed=args.seed, show_progress=False)
+        train_args = RQVAETrainingArguments(epochs=args.epochs, seed=seed, show_progress=False)
         items, tokenizer = quantize_items(items, config=RQVAEConfig(input_dim=dim), args=train_args)
         t_train = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -61,14 +63,18 @@ def main() -> None:
         t_assign = time.perf_counter() - t0
         assert (assigned == tokenizer.sid_map.codes).all()
         steps = args.epochs * -(-len(items) // train_args.batch_size)
-        name = "text only" if mode == "off" else "text + collaborative"
+        name = f"{'text only' if mode == 'off' else 'text + collaborative'}, seed {seed}"
         seconds = f"{t_embed:.1f} + {t_train:.1f} + {t_assign:.2f} = {t_embed + t_train + t_assign:.1f}"
         lines.append(row(name, tokenizer.report, seconds))
-        print(f"{name}: {steps} steps, {1000 * t_train / steps:.1f} ms/step; recon {tokenizer.report['reconstruction_loss']:.4f}")
+        recon = tokenizer.report["reconstruction_loss"]
+        print(f"{name}: {steps} steps, {1000 * t_train / steps:.1f} ms/step; recon {recon:.4f}")
     letter = args.beauty / "letter_sids.json"
     if letter.is_file():
         lines.append(row("LETTER published (first 3 levels)", letter_report(letter), "-"))
-    print("| SIDs | unique at 3 levels | max items per tuple | utilization L1/L2/L3 | perplexity L1/L2/L3 | suffix codes | embed + train + assign s |")
+    print(
+        "| SIDs | unique at 3 levels | max items per tuple | utilization L1/L2/L3 | perplexity L1/L2/L3 "
+        "| suffix codes | embed + train + assign s |"
+    )
     print("|---|---|---|---|---|---|---|")
     print("\n".join(lines))
 

@@ -22,7 +22,11 @@ def test_item_text_order_and_missing_fields():
 
 
 def test_offline_minilm_embeds_and_dedupes():
-    texts = ["Brand: OPI. Categories: Makeup > Nails.", "Categories: Skin Care.", "Brand: OPI. Categories: Makeup > Nails."]
+    texts = [
+        "Brand: OPI. Categories: Makeup > Nails.",
+        "Categories: Skin Care.",
+        "Brand: OPI. Categories: Makeup > Nails.",
+    ]
     vectors = embed_texts(texts, show_progress=False)
     assert vectors.shape == (3, 384) and vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
@@ -31,13 +35,15 @@ def test_offline_minilm_embeds_and_dedupes():
 
 
 def test_collaborative_vectors_follow_co_occurrence():
-    items = ["a", "b", "c", "d", "e", "cold"]
-    train = [["a", "b"], ["a", "b", "a"], ["b", "a"], ["c", "d"], ["d", "c", "e"], ["e", "d"]] * 3
+    # a and b are bought around x, c and d around y: items in the same company get similar vectors
+    items = ["a", "b", "c", "d", "x", "y", "cold"]
+    train = [["a", "x", "b"], ["b", "x", "a"], ["x", "a"], ["c", "y", "d"], ["d", "y", "c"], ["y", "d"]] * 3
     vectors = collaborative_embeddings(items, train, dim=4, window=1)
-    assert vectors.shape == (6, 4)
-    assert np.all(vectors[5] == 0)  # never in training
+    assert vectors.shape == (7, 4)
+    assert np.all(vectors[6] == 0)  # never in training
     sim = vectors @ vectors.T
-    assert sim[0, 1] > sim[0, 3] and sim[2, 3] > sim[2, 0]
+    assert sim[0, 1] > 0.9 and sim[2, 3] > 0.9
+    assert sim[0, 2] < 0.1 and sim[1, 3] < 0.1
 
 
 def test_collaborative_switch():

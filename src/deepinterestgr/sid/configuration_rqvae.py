@@ -13,7 +13,7 @@ class RQVAEConfig(PretrainedConfig):
             Size of the item embedding that is quantized (text, or text fused with collaborative signal).
         hidden_dims (`list[int]`, *optional*, defaults to `[512, 256, 128]`):
             Widths of the encoder MLP; the decoder mirrors them.
-        latent_dim (`int`, *optional*, defaults to 32):
+        latent_dim (`int`, *optional*, defaults to 64):
             Size of the quantized latent.
         num_levels (`int`, *optional*, defaults to 3):
             Number of residual codebooks L, i.e. codes per semantic ID before the collision suffix.
@@ -43,7 +43,7 @@ class RQVAEConfig(PretrainedConfig):
         self,
         input_dim: int = 384,
         hidden_dims: list[int] | None = None,
-        latent_dim: int = 32,
+        latent_dim: int = 64,
         num_levels: int = 3,
         codebook_size: int = 256,
         commitment_beta: float = 0.25,

@@ -9,6 +9,7 @@ without the deepinterestgr package.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +42,7 @@ class RQVAEMLP(nn.Module):
     def __init__(self, dims: list[int], dropout: float):
         super().__init__()
         layers: list[nn.Module] = []
-        for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+        for i, (d_in, d_out) in enumerate(pairwise(dims)):
             layers.append(nn.Linear(d_in, d_out))
             if i < len(dims) - 2:
                 layers.append(nn.SiLU())

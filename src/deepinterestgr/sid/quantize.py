@@ -33,7 +33,9 @@ def quantize_items(
         config = RQVAEConfig(input_dim=embeddings.shape[1])
     image = np.asarray(items[image_column], dtype=np.float32) if image_column else None
     aux = np.asarray(items[aux_column], dtype=np.float32) if aux_column else None
-    result = train_rqvae(embeddings, config, args, image_embeddings=image, aux_targets=aux, checkpoint_dir=checkpoint_dir)
+    result = train_rqvae(
+        embeddings, config, args, image_embeddings=image, aux_targets=aux, checkpoint_dir=checkpoint_dir
+    )
     sid_map = SemanticIDMap.from_codes(items["item_id"], result.codes, codebook_size=config.codebook_size)
     result.report["suffix_size"] = sid_map.suffix_size
     tokenizer = SemanticIDTokenizer(result.model, sid_map, result.report)

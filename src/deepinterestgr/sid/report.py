@@ -27,7 +27,9 @@ def sid_quality(codes: np.ndarray, *, codebook_size: int) -> dict:
         "unique_fraction": float((sizes == 1).mean()),
         "distinct_tuples": len(set(map(tuple, codes.tolist()))),
         "max_items_per_tuple": int(sizes.max()),
-        "unique_fraction_by_prefix": [float((_group_sizes(codes[:, : n + 1]) == 1).mean()) for n in range(codes.shape[1])],
+        "unique_fraction_by_prefix": [
+            float((_group_sizes(codes[:, : n + 1]) == 1).mean()) for n in range(codes.shape[1])
+        ],
         "utilization": [],
         "perplexity": [],
     }

@@ -97,7 +97,9 @@ class SemanticIDMap:
 
     def vocabulary(self) -> list[str]:
         """Every SID token the map can produce: K per level, then the suffix codes in use."""
-        tokens = [f"<{LEVEL_LETTERS[level]}_{c}>" for level in range(self.num_levels) for c in range(self.codebook_size)]
+        tokens = [
+            f"<{LEVEL_LETTERS[level]}_{c}>" for level in range(self.num_levels) for c in range(self.codebook_size)
+        ]
         return tokens + [f"<{LEVEL_LETTERS[self.num_levels]}_{c}>" for c in range(self.suffix_size)]
 
     def as_tensor(self) -> torch.LongTensor:

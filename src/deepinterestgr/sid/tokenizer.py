@@ -51,6 +51,8 @@ class SemanticIDTokenizer:
         """Load from a folder or a Hub repo id (optionally at a pinned `revision`)."""
         model = RQVAEModel.from_pretrained(name_or_path, revision=revision, use_safetensors=True)
         sid_map = SemanticIDMap.load(cached_file(str(name_or_path), MAP_FILE, revision=revision))
-        report_path = cached_file(str(name_or_path), REPORT_FILE, revision=revision, _raise_exceptions_for_missing_entries=False)
+        report_path = cached_file(
+            str(name_or_path), REPORT_FILE, revision=revision, _raise_exceptions_for_missing_entries=False
+        )
         report = json.loads(Path(report_path).read_text()) if report_path else {}
         return cls(model, sid_map, report)

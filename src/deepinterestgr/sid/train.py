@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -10,7 +11,6 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from sklearn.cluster import KMeans
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
@@ -26,12 +26,12 @@ STATE_FILE = "trainer_state.json"
 class RQVAETrainingArguments:
     """How the RQ-VAE is trained; fields mirror the `quantize` section of a pipeline config."""
 
-    epochs: int = field(default=200, metadata={"help": "Passes over all items."})
+    epochs: int = field(default=100, metadata={"help": "Passes over all items."})
     batch_size: int = field(default=1024, metadata={"help": "Items per optimizer step."})
     learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate."})
     weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay."})
     warmup_epochs: int = field(
-        default=20, metadata={"help": "Epochs of plain autoencoder training before the codebooks are seeded."}
+        default=10, metadata={"help": "Epochs of plain autoencoder training before the codebooks are seeded."}
     )
     kmeans_init: bool = field(default=True, metadata={"help": "Seed each codebook by k-means on its residuals."})
     restart_every: int = field(default=10, metadata={"help": "Epochs between dead-code restarts (0: never)."})
@@ -73,6 +73,8 @@ def _as_tensor(name: str, array: np.ndarray | None) -> torch.Tensor | None:
 @torch.no_grad()
 def seed_codebooks(model: RQVAEModel, inputs: tuple[torch.Tensor, ...], *, seed: int) -> None:
     """k-means (scikit-learn) on the latents, then on each level's residuals, as the initial codes."""
+    from sklearn.cluster import KMeans  # imported here: it adds ~1 s to `import deepinterestgr`
+
     k = model.config.codebook_size
     if len(inputs[0]) < k:
         raise DataError(
@@ -100,8 +102,6 @@ def train_rqvae(
     With `checkpoint_dir`, state is saved every `checkpoint_every` epochs and a later call with the same folder
     continues from the last saved epoch.
     """
-    import time
-
     started = time.perf_counter()
     args = args or RQVAETrainingArguments()
     text = _as_tensor("embeddings", embeddings)
@@ -143,7 +143,6 @@ def train_rqvae(
     full = [t.to(device) for t in (text, image)] if image is not None else [text.to(device)]
     restart_gen = torch.Generator(device=device).manual_seed(args.seed + 1)
     bar = tqdm(range(start_epoch, args.epochs), desc="RQ-VAE", unit="epoch", disable=not args.show_progress)
-    bar.update(0)
     for epoch in bar:
         quantize = epoch >= args.warmup_epochs
         if quantize and not bool(core.quantizer.levels[0].initialized):
@@ -174,12 +173,12 @@ def train_rqvae(
             for name, value in parts.items():
                 totals[name] = totals.get(name, 0.0) + float(value.detach()) * len(inputs["embeddings"])
         record = {"epoch": epoch + 1, **{k: v / len(text) for k, v in totals.items()}}
-        if quantize and args.restart_every and (epoch + 1 - args.warmup_epochs) % args.restart_every == 0:
-            if epoch + 1 < args.epochs:  # never restart right before the final assignment
-                sample = torch.randperm(len(text), generator=generator)[: args.restart_sample]
-                record["restarted"] = core.restart_dead_codes(
-                    *[t[sample.to(device)] for t in full], epochs=args.restart_every, generator=restart_gen
-                )
+        restart_due = quantize and args.restart_every and (epoch + 1 - args.warmup_epochs) % args.restart_every == 0
+        if restart_due and epoch + 1 < args.epochs:  # never restart right before the final assignment
+            sample = torch.randperm(len(text), generator=generator)[: args.restart_sample]
+            record["restarted"] = core.restart_dead_codes(
+                *[t[sample.to(device)] for t in full], epochs=args.restart_every, generator=restart_gen
+            )
         history.append(record)
         bar.set_postfix(loss=f"{record['loss']:.4f}", recon=f"{record['reconstruction']:.4f}")
         if checkpoint_dir and args.checkpoint_every and (epoch + 1) % args.checkpoint_every == 0:
