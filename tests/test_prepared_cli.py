@@ -1,5 +1,7 @@
 """The prepared folder round trip, the bundled sample, the CLI and the pipeline (as a user runs them)."""
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +73,12 @@ quantize:
   latent_dim: 16
   epochs: 4
   warmup_epochs: 1
+sft:
+  backbone: {hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64}
+  epochs: 1
+evaluate:
+  max_users: 40
+  num_beams: 10
 """
 
 
@@ -92,7 +100,31 @@ def test_pipeline_runs_every_stage_then_resumes(tmp_path):
     assert [list(c) for c in codes] == [s[:3] for s in items["sid"][:50]]
     second = run_cli("pipeline", "--config", str(config))
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("done already") == 3 and "unique at 3 levels" in second.stdout
+    assert second.stdout.count("done already") == 5 and "unique at 3 levels" in second.stdout
+    metrics = json.loads((tmp_path / "run/evaluation/metrics.json").read_text())
+    assert metrics["runs"][0]["users"] == 40 and set(metrics["summary"]) == {"HR@5", "NDCG@5", "HR@10", "NDCG@10"}
+    assert "| test (40 users, beam 10) |" in second.stdout
+
+
+def test_sft_under_two_process_accelerate_launch(tmp_path):
+    from deepinterestgr.recommender.model import GenerativeRecommender
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"output_dir: {tmp_path / 'run'}\n{QUICK_STAGES}")
+    first = run_cli("pipeline", "--config", str(config))  # prepare .. evaluate, one process
+    assert first.returncode == 0, first.stderr
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu"]
+    result = subprocess.run(
+        [*launch, "-m", "deepinterestgr.recommender.sft", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    recommender = GenerativeRecommender.from_pretrained(tmp_path / "run/sft")
+    recs = recommender.recommend([recommender.sid_map.item_ids[:3]], k=5)
+    assert len(recs[0]) == 5 and all(r.item_id in recommender.sid_map for r in recs[0])
 
 
 def test_stage_commands_report_missing_inputs(tmp_path):

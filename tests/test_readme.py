@@ -10,5 +10,6 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert blocks, "the README has no Python example"
     monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "__readme__"}  # blocks build on each other, as in a notebook
     for block in blocks:
-        exec(compile(block, str(README), "exec"), {"__name__": "__readme__"})
+        exec(compile(block, str(README), "exec"), namespace)

@@ -99,6 +99,39 @@ def quantize(
     console.print(f"saved to {path} (tokenizer in {path / 'tokenizer'})")
 
 
+@app.command()
+@user_errors
+def sft(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline YAML (its `sft` section is used).")],
+) -> None:
+    """Train the recommender on the config's prepared data and SIDs (also: `accelerate launch -m
+    deepinterestgr.recommender.sft --config ...`)."""
+    from deepinterestgr.config import PipelineConfig
+    from deepinterestgr.stages import run_sft
+
+    pipeline_config = PipelineConfig.from_yaml(config)
+    out = Path(pipeline_config.output_dir)
+    console.print(f"saved to {run_sft(out / 'prepared', out / 'sid', out / 'sft', pipeline_config.sft)}")
+
+
+@app.command()
+@user_errors
+def evaluate(
+    model: Annotated[list[Path], typer.Option("--model", "-m", help="Recommender folder; repeat for seeds.")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Folder written by `prepare`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for metrics.json and metrics.md.")],
+    split: Annotated[str, typer.Option(help="valid | test")] = "test",
+    num_beams: Annotated[int, typer.Option(min=1, help="Beam width.")] = 20,
+    max_users: Annotated[int | None, typer.Option(min=1, help="Only the first N users.")] = None,
+) -> None:
+    """Full-ranking HR@5/10 and NDCG@5/10 by constrained beam search; mean ± std over several models."""
+    from deepinterestgr.config import EvaluateSection
+    from deepinterestgr.stages import run_evaluate
+
+    config = _validated(EvaluateSection, split=split, num_beams=num_beams, max_users=max_users)
+    run_evaluate(model, data, out, config, console=console)
+
+
 def _validated(model_cls, **values):
     """Build a config section from CLI options, turning validation errors into one-line user errors."""
     from pydantic import ValidationError

@@ -55,6 +55,46 @@ class QuantizeConfig(BaseModel):
     seed: int = Field(42, description="Seed of everything random in the stage.")
 
 
+class BackboneSection(BaseModel):
+    """The causal LM that generates SIDs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("scratch-llama", description="`scratch-llama` (from config), a Hub id or a local folder.")
+    gguf_file: str | None = Field(None, description="GGUF file inside `name`, e.g. the offline SmolLM2.")
+    hidden_size: int = Field(128, ge=8, description="scratch-llama width.")
+    num_layers: int = Field(2, ge=1, description="scratch-llama decoder layers.")
+    num_heads: int = Field(4, ge=1, description="scratch-llama attention heads.")
+    intermediate_size: int = Field(256, ge=8, description="scratch-llama MLP width.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="scratch-llama attention dropout.")
+
+
+class SFTSection(BaseModel):
+    """Supervised fine-tuning of the recommender (TRL SFTTrainer)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backbone: BackboneSection = Field(default_factory=BackboneSection)
+    tasks: dict[str, float] = Field(default_factory=lambda: {"sequence": 1.0}, description="Task mix weights.")
+    max_history: int = Field(20, ge=1, description="History items in a prompt.")
+    epochs: float = Field(3.0, gt=0, description="Passes over the task mix.")
+    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate.")
+    batch_size: int = Field(32, ge=1, description="Examples per device per step.")
+    lora: bool = Field(False, description="Train LoRA adapters plus SID token rows only.")
+    seed: int = Field(42, description="Training seed.")
+
+
+class EvaluateSection(BaseModel):
+    """Full-ranking evaluation after training."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    split: Literal["valid", "test"] = Field("test", description="Which held-out item to rank.")
+    num_beams: int = Field(20, ge=1, description="Beam width (top-K needs K <= beams).")
+    max_users: int | None = Field(None, ge=1, description="Evaluate only the first N users (quick checks).")
+    batch_size: int = Field(32, ge=1, description="Users per beam-search batch.")
+
+
 class PipelineConfig(BaseModel):
     """All stages of `deepinterestgr pipeline`; each stage writes under `output_dir` and is skipped when done."""
 
@@ -64,6 +104,8 @@ class PipelineConfig(BaseModel):
     data: DataConfig = Field(default_factory=DataConfig)
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
+    sft: SFTSection = Field(default_factory=SFTSection)
+    evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> PipelineConfig:

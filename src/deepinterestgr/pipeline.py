@@ -11,7 +11,7 @@ from deepinterestgr.config import PipelineConfig
 from deepinterestgr.data.prepare import prepare
 from deepinterestgr.data.prepared import PreparedData
 from deepinterestgr.data.stats import stats_table
-from deepinterestgr.stages import quality_table, run_embed, run_quantize
+from deepinterestgr.stages import quality_table, run_embed, run_evaluate, run_quantize, run_sft
 
 
 def run_pipeline(config: PipelineConfig, *, console: Console | None = None) -> Path:
@@ -19,6 +19,7 @@ def run_pipeline(config: PipelineConfig, *, console: Console | None = None) -> P
     console = console or Console()
     out = Path(config.output_dir)
     prepared_dir, embedded_dir, sid_dir = out / "prepared", out / "embedded", out / "sid"
+    sft_dir, eval_dir = out / "sft", out / "evaluation"
 
     if PreparedData.is_prepared(prepared_dir):
         console.print(f"[bold]prepare[/]: done already ({prepared_dir}), skipping")
@@ -43,4 +44,17 @@ def run_pipeline(config: PipelineConfig, *, console: Console | None = None) -> P
     else:
         console.print("[bold]quantize[/]: RQ-VAE -> semantic IDs")
         run_quantize(embedded_dir, sid_dir, config.quantize, console=console)
+
+    if stage_done(sft_dir):
+        console.print(f"[bold]sft[/]: done already ({sft_dir}), skipping")
+    else:
+        console.print(f"[bold]sft[/]: training the recommender ({config.sft.backbone.name})")
+        run_sft(prepared_dir, sid_dir, sft_dir, config.sft)
+
+    if (eval_dir / "metrics.md").is_file():
+        console.print(f"[bold]evaluate[/]: done already ({eval_dir}), skipping")
+        console.print((eval_dir / "metrics.md").read_text())
+    else:
+        console.print(f"[bold]evaluate[/]: full ranking on {config.evaluate.split}")
+        run_evaluate([sft_dir], prepared_dir, eval_dir, config.evaluate, console=console)
     return out

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from deepinterestgr.artifacts import load_items, write_stage
-from deepinterestgr.config import EmbedConfig, QuantizeConfig
+from deepinterestgr.config import EmbedConfig, EvaluateSection, QuantizeConfig, SFTSection
 from deepinterestgr.data.prepared import PreparedData
 
 TOKENIZER_DIR = "tokenizer"
@@ -78,6 +78,72 @@ def run_quantize(embedded_dir: str | Path, out: str | Path, config: QuantizeConf
     path = write_stage(out, manifest, write)
     shutil.rmtree(checkpoint, ignore_errors=True)
     return path
+
+
+def run_sft(prepared_dir: str | Path, sid_dir: str | Path, out: str | Path, config: SFTSection) -> Path:
+    """prepared splits + SIDs -> trained `GenerativeRecommender` folder (checkpoints resume an interrupted run)."""
+    from accelerate import PartialState
+
+    from deepinterestgr.recommender.backbone import BackboneConfig
+    from deepinterestgr.recommender.sft import RecommenderSFTArguments, train_recommender
+    from deepinterestgr.sid.semantic_ids import SemanticIDMap
+
+    data = PreparedData.load_from_disk(prepared_dir)
+    items = load_items(sid_dir, needs=("sid",))
+    sid_map = SemanticIDMap.load(Path(sid_dir) / TOKENIZER_DIR)
+    args = RecommenderSFTArguments(
+        backbone=BackboneConfig(**config.backbone.model_dump()),
+        tasks=dict(config.tasks),
+        max_history=config.max_history,
+        epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        batch_size=config.batch_size,
+        lora=config.lora,
+        seed=config.seed,
+    )
+    out = Path(out)
+    work = out.parent / f".{out.name}.checkpoints"
+    recommender = train_recommender(data.splits["train"]["item_ids"], items, sid_map, args, work).recommender
+    if PartialState().is_main_process:
+        manifest = {"stage": "sft", "input": [str(prepared_dir), str(sid_dir)], "config": config.model_dump()}
+        write_stage(out, manifest, recommender.save_pretrained)
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def run_evaluate(
+    model_dirs: list[str | Path],
+    prepared_dir: str | Path,
+    out: str | Path,
+    config: EvaluateSection,
+    *,
+    console: Console,
+) -> dict:
+    """Full-ranking HR/NDCG of one or more recommenders (e.g. training seeds): JSON + markdown table."""
+    import json
+
+    from deepinterestgr.evaluation.evaluate import evaluate_recommender, markdown_table, summarize
+    from deepinterestgr.recommender.model import GenerativeRecommender
+
+    data = PreparedData.load_from_disk(prepared_dir)
+    split = data.splits[config.split]
+    runs = []
+    for model_dir in model_dirs:
+        recommender = GenerativeRecommender.from_pretrained(model_dir)
+        metrics = evaluate_recommender(
+            recommender, split, num_beams=config.num_beams, batch_size=config.batch_size, max_users=config.max_users
+        )
+        console.print(f"{model_dir}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "@" in k))
+        runs.append({"model": str(model_dir), **metrics})
+    summary = summarize(runs)
+    table = markdown_table(summary, label=f"{config.split} ({runs[0]['users']:,} users, beam {config.num_beams})")
+    result = {"split": config.split, "runs": runs, "summary": summary, "config": config.model_dump()}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    (out / "metrics.md").write_text(table + "\n")
+    console.print(table)
+    return result
 
 
 def quality_table(report: dict) -> Table:

@@ -1,0 +1,197 @@
+"""Recommender on tiny models: SID tokens, the trie, constrained beam search vs brute force and vs `generate`."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import LogitsProcessorList
+
+from deepinterestgr.errors import DataError
+from deepinterestgr.recommender.backbone import BackboneConfig, load_backbone
+from deepinterestgr.recommender.beam_search import sid_beam_search
+from deepinterestgr.recommender.constrained import SIDConstrainedLogitsProcessor, SIDTrie
+from deepinterestgr.recommender.model import GenerativeRecommender
+from deepinterestgr.recommender.tokens import add_sid_tokens, sid_paths
+from deepinterestgr.sid import SemanticIDMap
+
+TINY = BackboneConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, dropout=0.0)
+
+
+def catalogue(n: int = 40, codebook: int = 4, seed: int = 0) -> SemanticIDMap:
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, codebook, size=(n, 3))
+    return SemanticIDMap.from_codes([f"item{i}" for i in range(n)], codes, codebook_size=codebook)
+
+
+@pytest.fixture
+def tiny():
+    sid_map = catalogue()
+    model, tokenizer = load_backbone(TINY, seed=0)
+    add_sid_tokens(model, tokenizer, sid_map)
+    return GenerativeRecommender(model, tokenizer, sid_map, max_history=5)
+
+
+@torch.no_grad()
+def brute_force(rec: GenerativeRecommender, prompt: str, length_penalty: float = 1.0) -> list[tuple[float, int]]:
+    """Score every catalogue item by teacher forcing its whole path (SID + EOS)."""
+    paths = sid_paths(rec.sid_map, rec.tokenizer)
+    prompt_ids = rec.tokenizer(prompt)["input_ids"]
+    scored = []
+    for row, path in enumerate(paths.tolist()):
+        path = [t for t in path if t >= 0]
+        ids = torch.tensor([prompt_ids + path])
+        logp = torch.log_softmax(rec.model(ids).logits[0, len(prompt_ids) - 1 : -1].float(), -1)
+        total = float(logp[torch.arange(len(path)), torch.tensor(path)].sum())
+        scored.append((total / len(path) ** length_penalty, row))
+    return sorted(scored, reverse=True)
+
+
+def test_sid_tokens_are_normal_tokens_and_consistent(tiny):
+    tok = tiny.tokenizer
+    assert "<a_0>" in tok.get_vocab() and "<a_0>" not in tok.all_special_tokens
+    assert tiny.model.get_input_embeddings().weight.shape[0] == len(tok)
+    assert tiny.model.config.pad_token_id == tok.pad_token_id == tiny.model.generation_config.pad_token_id
+    assert tok.convert_ids_to_tokens(tok("<a_1><b_2><c_3>")["input_ids"]) == ["<a_1>", "<b_2>", "<c_3>"]
+
+
+def test_trie_masks_only_catalogue_continuations():
+    sid_map = catalogue()
+    paths = torch.tensor([[1, 5, 9, 20, -1], [1, 5, 10, 13, 20], [1, 5, 10, 14, 20], [2, 6, 9, 20, -1]])
+    trie = SIDTrie(paths, vocab_size=21)
+    assert trie.allowed_mask(0, torch.tensor([0])).nonzero()[:, 1].tolist() == [1, 2]
+    node = trie.walk(torch.tensor([[1, 5, 10], [1, 5, 9], [2, 7, 9]]))
+    assert node[2] == -1
+    allowed = trie.allowed_mask(3, node)
+    assert allowed[0].nonzero().squeeze(-1).tolist() == [13, 14] and allowed[1].nonzero().squeeze(-1).tolist() == [20]
+    assert not allowed[2].any()
+    assert len(sid_map) == 40
+
+
+HISTORIES = [["item1", "item2"], ["item5"], ["item7", "item3", "item9", "item1", "item30", "item12"]]
+
+
+def test_beam_search_matches_brute_force_ranking(tiny):
+    for history in HISTORIES:
+        expected = brute_force(tiny, tiny.prompts([history])[0])
+        out = tiny.search([history], num_beams=len(tiny.sid_map))
+        got = [i for i in out.items[0].tolist() if i >= 0]
+        assert got[0] == expected[0][1]
+        assert got == [row for _, row in expected]  # beams cover the catalogue: the whole ranking agrees
+        assert np.allclose(out.scores[0].numpy(), [s for s, _ in expected], atol=1e-4)
+
+
+def test_batched_left_padded_search_equals_one_by_one(tiny):
+    batched = tiny.search(HISTORIES, num_beams=8)
+    for n, history in enumerate(HISTORIES):
+        single = tiny.search([history], num_beams=8)
+        assert batched.items[n].tolist() == single.items[0].tolist()
+        assert torch.allclose(batched.scores[n], single.scores[0], atol=1e-4)
+
+
+def test_same_items_as_generate_with_the_logits_processor(tiny):
+    beams = 8
+    prompts = tiny.prompts(HISTORIES)
+    tiny.tokenizer.padding_side = "left"
+    enc = tiny.tokenizer(prompts, return_tensors="pt", padding=True)
+    processor = SIDConstrainedLogitsProcessor(
+        tiny.trie,
+        prompt_length=enc["input_ids"].shape[1],
+        eos_token_id=tiny.tokenizer.eos_token_id,
+        pad_token_id=tiny.tokenizer.pad_token_id,
+    )
+    generated = tiny.model.generate(
+        **enc,
+        num_beams=beams,
+        num_return_sequences=beams,
+        max_new_tokens=tiny.trie.depth,
+        do_sample=False,
+        logits_processor=LogitsProcessorList([processor]),
+    )
+    completions = generated[:, enc["input_ids"].shape[1] :]
+    ours = sid_beam_search(
+        tiny.model,
+        enc["input_ids"],
+        enc["attention_mask"],
+        tiny.trie,
+        eos_token_id=tiny.tokenizer.eos_token_id,
+        num_beams=beams,
+    )
+    for n in range(len(prompts)):
+        rows = completions[n * beams : (n + 1) * beams]
+        texts = tiny.tokenizer.batch_decode(rows, skip_special_tokens=True)
+        items = [tiny.sid_map.item_for_tokens(t.replace(" ", "")) for t in texts]
+        assert all(i is not None for i in items)  # every generated SID is a catalogue item
+        assert [tiny.sid_map.item_ids[i] for i in ours.items[n].tolist()] == items
+
+
+def test_recommend_returns_valid_distinct_items_and_round_trips(tiny, tmp_path):
+    recs = tiny.recommend(HISTORIES, k=10)
+    for row in recs:
+        assert len(row) == 10 and len({r.item_id for r in row}) == 10
+        assert all(r.item_id in tiny.sid_map for r in row)
+        assert [r.score for r in row] == sorted((r.score for r in row), reverse=True)
+    tiny.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    loaded = GenerativeRecommender.from_pretrained(tmp_path)
+    assert loaded.recommend(HISTORIES, k=10) == recs
+    with pytest.raises(DataError, match=r"history 1: item 'nope' is not in this recommender's catalogue"):
+        tiny.recommend([["item1"], ["nope"]])
+    with pytest.raises(DataError, match="history 0 is empty"):
+        tiny.recommend([[]])
+
+
+def synthetic_sequences(sid_map: SemanticIDMap, users: int = 60, seed: int = 0) -> list[list[str]]:
+    """Users walk the catalogue in steps of +1 or +2: a pattern a tiny model can learn."""
+    rng = np.random.default_rng(seed)
+    n = len(sid_map)
+    seqs = []
+    for _ in range(users):
+        start = int(rng.integers(0, n))
+        seqs.append([sid_map.item_ids[(start + k * int(rng.integers(1, 3))) % n] for k in range(8)])
+    return seqs
+
+
+def test_sft_changes_parameters_and_lowers_loss(tmp_path):
+    from datasets import Dataset
+
+    from deepinterestgr.recommender.sft import RecommenderSFTArguments, train_recommender
+
+    sid_map = catalogue()
+    before, _ = load_backbone(TINY, seed=0)
+    args = RecommenderSFTArguments(
+        backbone=TINY, tasks={"sequence": 1.0, "next_item": 0.5}, epochs=4, batch_size=16, logging_steps=2, seed=0
+    )
+    items = Dataset.from_dict({"item_id": sid_map.item_ids})
+    result = train_recommender(synthetic_sequences(sid_map), items, sid_map, args, tmp_path)
+    losses = [h["loss"] for h in result.log_history if "loss" in h]
+    assert losses[-1] < losses[0] * 0.8
+    trained = result.recommender.model.state_dict()
+    assert not torch.equal(
+        before.state_dict()["model.layers.0.mlp.up_proj.weight"], trained["model.layers.0.mlp.up_proj.weight"]
+    )
+    assert any((tmp_path / "checkpoints").glob("checkpoint-*"))  # resumable
+    recs = result.recommender.recommend([["item3", "item4"]], k=5)
+    assert all(r.item_id in sid_map for r in recs[0])
+
+
+def test_lora_trains_adapters_and_sid_rows(tmp_path):
+    from datasets import Dataset
+
+    from deepinterestgr.recommender.sft import RecommenderSFTArguments, train_recommender
+
+    sid_map = catalogue()
+    base, tokenizer = load_backbone(TINY, seed=0)
+    add_sid_tokens(base, tokenizer, sid_map)
+    sid_rows = torch.tensor(tokenizer.convert_tokens_to_ids(sid_map.vocabulary()))
+    before = base.state_dict()
+    args = RecommenderSFTArguments(backbone=TINY, epochs=2, batch_size=16, lora=True, lora_r=4, seed=0)
+    items = Dataset.from_dict({"item_id": sid_map.item_ids})
+    result = train_recommender(synthetic_sequences(sid_map), items, sid_map, args, tmp_path)
+    after = result.recommender.model.state_dict()
+    assert "lora" not in " ".join(after)  # merged back into plain weights
+    assert not torch.equal(
+        before["model.layers.0.self_attn.q_proj.weight"], after["model.layers.0.self_attn.q_proj.weight"]
+    )
+    emb_before, emb_after = before["model.embed_tokens.weight"], after["model.embed_tokens.weight"]
+    assert not torch.equal(emb_before[sid_rows], emb_after[sid_rows])  # the new token rows trained
+    other = torch.tensor([tokenizer.unk_token_id])
+    assert torch.equal(emb_before[other], emb_after[other])  # the rest of the vocabulary did not
