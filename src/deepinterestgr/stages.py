@@ -142,7 +142,7 @@ def run_evaluate(
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     (out / "metrics.md").write_text(table + "\n")
-    console.print(table)
+    console.print(table, soft_wrap=True)
     return result
 
 

@@ -13,7 +13,6 @@ import inspect
 from dataclasses import dataclass
 
 import torch
-from torch.nn.functional import log_softmax
 from transformers import PreTrainedModel
 
 from deepinterestgr.recommender.constrained import SIDTrie
@@ -50,28 +49,31 @@ def sid_beam_search(
     batch, device = input_ids.shape[0], input_ids.device
     rows = batch * num_beams
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True)
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True, **extra)
     cache = _output_cache(out)
     cache.batch_repeat_interleave(num_beams)
-    logp = log_softmax(out.logits[:, -1].float(), dim=-1).repeat_interleave(num_beams, dim=0)
+    logits = out.logits[:, -1].float().repeat_interleave(num_beams, dim=0)
     attention = attention_mask.repeat_interleave(num_beams, dim=0)
     position = position_ids[:, -1:].repeat_interleave(num_beams, dim=0)
-    vocab = logp.shape[-1]
     beam_scores = torch.full((batch, num_beams), float("-inf"), device=device)
     beam_scores[:, 0] = 0.0  # all beams start identical: expand from the first only
     nodes = torch.zeros(rows, dtype=torch.long, device=device)
     user_offset = (torch.arange(batch, device=device) * num_beams).unsqueeze(1)
-    rank = torch.arange(2 * num_beams, device=device).unsqueeze(0)
     done_items, done_scores = [], []
     for depth in range(trie.depth):
-        scores = logp.masked_fill(~trie.allowed_mask(depth, nodes), float("-inf")) + beam_scores.view(-1, 1)
-        top_scores, top_index = scores.view(batch, num_beams * vocab).topk(2 * num_beams, dim=1)
-        origin = top_index // vocab + user_offset
-        token = top_index % vocab
+        # log-softmax over the whole vocabulary (as `generate` scores), read only at this depth's K + 1 columns
+        columns = trie.columns[depth]
+        logp = logits[:, columns] - torch.logsumexp(logits, dim=-1, keepdim=True)
+        width = len(columns)
+        scores = logp.masked_fill(~trie.allowed_column_mask(depth, nodes), float("-inf")) + beam_scores.view(-1, 1)
+        top_scores, top_index = scores.view(batch, num_beams * width).topk(min(2 * num_beams, num_beams * width), dim=1)
+        origin = top_index // width + user_offset
+        token = columns[top_index % width]
         child = trie.step(depth, nodes[origin].view(-1), token.view(-1)).view(batch, -1)
         finite = torch.isfinite(top_scores)
         is_eos = finite & (token == eos_token_id)
-        finished = is_eos & (rank < num_beams)
+        finished = is_eos & (torch.arange(top_scores.shape[1], device=device) < num_beams)
         done_items.append(torch.where(finished, trie.item_at(depth, child), -1))
         done_scores.append(torch.where(finished, top_scores / float(depth + 1) ** length_penalty, float("-inf")))
         alive = finite & ~is_eos
@@ -90,9 +92,10 @@ def sid_beam_search(
             attention_mask=attention,
             position_ids=position,
             use_cache=True,
+            **extra,
             **{_cache_argument(model): cache},
         )
-        logp = log_softmax(out.logits[:, -1].float(), dim=-1)
+        logits = out.logits[:, -1].float()
     all_scores, all_items = torch.cat(done_scores, dim=1), torch.cat(done_items, dim=1)
     best_scores, best = all_scores.topk(min(num_beams, all_scores.shape[1]), dim=1)
     best_items = torch.where(torch.isfinite(best_scores), all_items.gather(1, best), -1)

@@ -28,6 +28,8 @@ class SIDTrie:
         self.child_start: list[torch.Tensor] = []  # for nodes at depth d: first child position in keys[d]
         self.child_end: list[torch.Tensor] = []
         self.leaf_item: list[torch.Tensor] = []  # for nodes at depth d+1: item index if the node ends a path, else -1
+        self.columns: list[torch.Tensor] = []  # columns[d]: every token that can appear at depth d (sorted)
+        self.column_of: list[torch.Tensor] = []  # column_of[d][token]: its position in columns[d], or -1
         node = torch.zeros(self.num_items, dtype=torch.long)  # each item's node at the current depth
         alive = torch.ones(self.num_items, dtype=torch.bool)
         num_nodes = 1
@@ -46,15 +48,20 @@ class SIDTrie:
             leaf = torch.full((len(keys),), -1, dtype=torch.long)
             leaf[new_node[ends]] = torch.nonzero(ends).squeeze(-1)
             self.leaf_item.append(leaf)
+            columns = torch.unique(keys % self.vocab_size)
+            column_of = torch.full((self.vocab_size,), -1, dtype=torch.long)
+            column_of[columns] = torch.arange(len(columns))
+            self.columns.append(columns)
+            self.column_of.append(column_of)
             node, num_nodes = new_node, len(keys)
 
     def nbytes(self) -> int:
         """Memory held by the trie's tensors."""
-        tensors = [*self.keys, *self.child_start, *self.child_end, *self.leaf_item]
+        tensors = [*self.keys, *self.child_start, *self.child_end, *self.leaf_item, *self.columns, *self.column_of]
         return sum(t.numel() * t.element_size() for t in tensors)
 
     def to(self, device: torch.device | str) -> SIDTrie:
-        for name in ("keys", "child_start", "child_end", "leaf_item"):
+        for name in ("keys", "child_start", "child_end", "leaf_item", "columns", "column_of"):
             setattr(self, name, [t.to(device) for t in getattr(self, name)])
         return self
 
@@ -71,6 +78,20 @@ class SIDTrie:
         mask = torch.zeros(len(node), self.vocab_size, dtype=torch.bool, device=node.device)
         if depth >= self.depth:
             return mask
+        rows, children = self._children(depth, node)
+        mask[rows, children] = True
+        return mask
+
+    def allowed_column_mask(self, depth: int, node: torch.LongTensor) -> torch.BoolTensor:
+        """(rows, len(columns[depth])) mask: the same as `allowed_mask` restricted to the tokens of this depth,
+        which is all beam search needs (K + 1 columns instead of the whole vocabulary)."""
+        mask = torch.zeros(len(node), len(self.columns[depth]), dtype=torch.bool, device=node.device)
+        rows, children = self._children(depth, node)
+        mask[rows, self.column_of[depth][children]] = True
+        return mask
+
+    def _children(self, depth: int, node: torch.LongTensor) -> tuple[torch.LongTensor, torch.LongTensor]:
+        """(row, child token) pairs of every row's node, one pair per allowed token."""
         valid = node >= 0
         start = torch.where(valid, self.child_start[depth][node.clamp(min=0)], 0)
         count = torch.where(valid, self.child_end[depth][node.clamp(min=0)] - start, 0)
@@ -79,8 +100,7 @@ class SIDTrie:
             torch.cumsum(count, 0) - count, count
         )
         children = self.keys[depth][torch.repeat_interleave(start, count) + offsets] % self.vocab_size
-        mask[rows, children] = True
-        return mask
+        return rows, children
 
     def item_at(self, depth: int, node: torch.LongTensor) -> torch.LongTensor:
         """Item index of a node at `depth` + 1 that completes a path (after EOS), else -1."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from deepinterestgr.recommender.backbone import BackboneConfig, load_backbone
@@ -101,8 +101,11 @@ def train_recommender(
     sid_map: SemanticIDMap,
     args: RecommenderSFTArguments,
     output_dir: str | Path,
+    *,
+    callbacks: list[TrainerCallback] | None = None,
 ) -> SFTResult:
-    """Fine-tune (or train from scratch) a causal LM to generate next-item SIDs."""
+    """Fine-tune (or train from scratch) a causal LM to generate next-item SIDs (`callbacks` go to the trainer,
+    e.g. a validation check at each epoch end)."""
     output_dir = Path(output_dir)
     model, tokenizer = load_backbone(args.backbone, seed=args.seed)
     add_sid_tokens(model, tokenizer, sid_map)
@@ -113,7 +116,9 @@ def train_recommender(
     if args.lora:
         model = with_lora(model, args, tokenizer.convert_tokens_to_ids(sid_map.vocabulary()))
         config.weight_decay = 0.0
-    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
+    trainer = SFTTrainer(
+        model=model, args=config, train_dataset=dataset, processing_class=tokenizer, callbacks=callbacks
+    )
     resume = any((output_dir / "checkpoints").glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=resume or None)
     trained = trainer.model
