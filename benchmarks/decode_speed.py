@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from deepinterestgr.recommender.backbone import BackboneConfig, load_backbone
-from deepinterestgr.recommender.beam_search import _cache_argument, _output_cache, sid_beam_search
+from deepinterestgr.recommender.beam_search import _forward_kwargs, _output_cache, sid_beam_search
 from deepinterestgr.recommender.constrained import SIDTrie
 from deepinterestgr.recommender.model import GenerativeRecommender
 from deepinterestgr.recommender.tokens import add_sid_tokens, sid_paths
@@ -68,6 +68,7 @@ def floor(model, enc, *, beams, steps):
     attention = enc["attention_mask"].repeat_interleave(beams, 0)
     pos = position[:, -1:].repeat_interleave(beams, 0)
     token = torch.zeros(rows, 1, dtype=torch.long)
+    cache_argument = _forward_kwargs(model)[1]
     for _ in range(steps):
         attention = torch.cat([attention, attention.new_ones(rows, 1)], 1)
         pos = pos + 1
@@ -76,7 +77,7 @@ def floor(model, enc, *, beams, steps):
             attention_mask=attention,
             position_ids=pos,
             use_cache=True,
-            **{_cache_argument(model): cache},
+            **{cache_argument: cache},
         )
         cache = _output_cache(out)
 

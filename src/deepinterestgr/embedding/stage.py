@@ -8,7 +8,7 @@ import numpy as np
 from datasets import Dataset
 
 from deepinterestgr.embedding.collaborative import collaborative_embeddings
-from deepinterestgr.embedding.text import embed_texts, item_text
+from deepinterestgr.embedding.text import TEXT_COLUMNS, embed_texts, item_text
 
 Collaborative = Literal["auto", "on", "off"]
 THIN_TEXT_RATIO = 0.95  # below this share of distinct texts per item, text alone cannot give distinct SIDs
@@ -40,8 +40,7 @@ def embed_items(
     `embedding` is `[text; w * collaborative]` when the collaborative signal is used, else the text embedding.
     The collaborative part is learned from `train_sequences` only (the train split), never from valid/test.
     """
-    rows = items.select_columns([c for c in items.column_names if c in ("title", "brand", "categories",
-                                 "description", "caption", "descriptors")])  # fmt: skip
+    rows = items.select_columns([c for c in items.column_names if c in TEXT_COLUMNS])
     texts = [item_text(row) for row in rows]
     text_vectors = embed_texts(texts, model=model, batch_size=batch_size, show_progress=show_progress)
     items = items.add_column("embedding_text", texts).add_column("text_embedding", list(text_vectors))

@@ -29,9 +29,12 @@ def _output_cache(out):
     return cache if cache is not None else out.past_key_values
 
 
-def _cache_argument(model: PreTrainedModel) -> str:
-    """transformers renamed `past_key_values` to `cache` in 5.x; use whichever this version's forward takes."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+def _forward_kwargs(model: PreTrainedModel) -> tuple[dict, str]:
+    """Extra forward kwargs and the name of the cache argument, read once per search from the model's signature:
+    `logits_to_keep=1` where supported, and `cache` (transformers >= 5.2x) or the older `past_key_values`."""
+    parameters = inspect.signature(model.forward).parameters
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
+    return extra, "cache" if "cache" in parameters else "past_key_values"
 
 
 @torch.no_grad()
@@ -49,7 +52,7 @@ def sid_beam_search(
     batch, device = input_ids.shape[0], input_ids.device
     rows = batch * num_beams
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    extra, cache_argument = _forward_kwargs(model)
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True, **extra)
     cache = _output_cache(out)
     cache.batch_repeat_interleave(num_beams)
@@ -93,7 +96,7 @@ def sid_beam_search(
             position_ids=position,
             use_cache=True,
             **extra,
-            **{_cache_argument(model): cache},
+            **{cache_argument: cache},
         )
         logits = out.logits[:, -1].float()
     all_scores, all_items = torch.cat(done_scores, dim=1), torch.cat(done_items, dim=1)

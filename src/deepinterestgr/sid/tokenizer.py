@@ -16,6 +16,10 @@ from deepinterestgr.sid.semantic_ids import MAP_FILE, SemanticIDMap
 REPORT_FILE = "sid_quality.json"
 
 
+def _float_tensor(array) -> torch.Tensor | None:
+    return None if array is None else torch.as_tensor(np.asarray(array, dtype=np.float32))
+
+
 class SemanticIDTokenizer:
     """Item embeddings -> codes, and item ids <-> SID token strings."""
 
@@ -29,8 +33,7 @@ class SemanticIDTokenizer:
 
     def encode(self, embeddings: np.ndarray | torch.Tensor, image_embeddings=None) -> np.ndarray:
         """(n, L) codes of new embeddings (no collision suffix: that is a catalogue property)."""
-        as_tensor = lambda x: None if x is None else torch.as_tensor(np.asarray(x, dtype=np.float32))  # noqa: E731
-        return self.model.get_codes(as_tensor(embeddings), as_tensor(image_embeddings)).numpy()
+        return self.model.get_codes(_float_tensor(embeddings), _float_tensor(image_embeddings)).numpy()
 
     def tokens_of(self, item_id: str) -> str:
         return self.sid_map.tokens_of(item_id)
