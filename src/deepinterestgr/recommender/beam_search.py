@@ -1,27 +1,33 @@
-"""Constrained beam search over SID levels that prefills each prompt once and shares its KV cache across beams.
+"""Constrained beam search over SID levels that prefills each prompt once and shares it across beams.
 
 `model.generate(num_beams=20)` repeats every prompt 20 times and prefills all copies; here the prompt is run once
-per user, its cache is repeated to the beam rows, and each of the L + 2 steps feeds one token per beam row.
+per user and each of the L + 2 steps feeds one token per live beam row. Where the model allows it the prompt's
+keys/values are never copied to the beams at all (`shared_prefix`); otherwise the standard cache is expanded.
 Candidate selection follows transformers' beam search (2 x beams candidates per step; a hypothesis ends when it
 emits EOS within the first `num_beams` ranks; final scores are divided by generated length ** length_penalty),
-so it ranks items as `generate` with a constraining logits processor does.
+so it ranks items as `generate` with a constraining logits processor does. Beam rows that can no longer be
+filled (e.g. after the last code most items end, and only colliding ones go on to a suffix) are dropped from
+the following forwards instead of being computed and masked.
 """
 
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedModel
 
 from deepinterestgr.recommender.constrained import SIDTrie
+from deepinterestgr.recommender.shared_prefix import ATTENTION_NAME, SharedPrefixCache, supports_shared_prefix
 
 
 @dataclass
 class BeamSearchOutput:
     items: torch.LongTensor  # (batch, num_beams) catalogue row of each hypothesis, best first; -1 when fewer
     scores: torch.FloatTensor  # (batch, num_beams) length-normalised log-probabilities; -inf when fewer
+    token_logprobs: torch.FloatTensor  # (batch, num_beams, depth) log-probability of each token of the path; 0 after
 
 
 def _output_cache(out):
@@ -37,6 +43,48 @@ def _forward_kwargs(model: PreTrainedModel) -> tuple[dict, str]:
     return extra, "cache" if "cache" in parameters else "past_key_values"
 
 
+@contextmanager
+def _attention(model: PreTrainedModel, name: str):
+    """Switch the model's attention function for the duration of a search."""
+    previous = model.config._attn_implementation
+    model.set_attn_implementation(name)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(previous)
+
+
+class _Decoder:
+    """One cached forward per step over the live beam rows, after the prompt's prefill."""
+
+    def __init__(self, model: PreTrainedModel, input_ids, attention_mask, position_ids, *, shared: bool):
+        self.model, self.shared = model, shared
+        self.extra, self.cache_argument = _forward_kwargs(model)
+        out = model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True, **self.extra
+        )
+        self.prefill_logits = out.logits[:, -1].float()
+        if shared:
+            self.cache = SharedPrefixCache(_output_cache(out), attention_mask, out.logits.dtype)
+        else:
+            self.cache, self.attention = _output_cache(out), attention_mask
+
+    def step(self, parents: torch.LongTensor, tokens: torch.LongTensor, position: torch.LongTensor) -> torch.Tensor:
+        """Logits after feeding `tokens` (rows, 1) to the beams continuing the rows `parents` of the last step."""
+        if self.shared:
+            self.cache.reorder(parents)
+            kwargs = {"attention_mask": None, **self.cache.forward_kwargs()}
+        else:
+            self.cache.reorder_cache(parents)
+            self.attention = torch.cat([self.attention[parents], self.attention.new_ones(len(parents), 1)], dim=1)
+            kwargs = {"attention_mask": self.attention}
+        out = self.model(
+            input_ids=tokens, position_ids=position, use_cache=True, **kwargs, **self.extra,
+            **{self.cache_argument: self.cache},
+        )  # fmt: skip
+        return out.logits[:, -1].float()
+
+
 @torch.no_grad()
 def sid_beam_search(
     model: PreTrainedModel,
@@ -47,59 +95,70 @@ def sid_beam_search(
     eos_token_id: int,
     num_beams: int = 20,
     length_penalty: float = 1.0,
+    shared_prefix: bool | None = None,
 ) -> BeamSearchOutput:
-    """Top `num_beams` catalogue items per left-padded prompt, by constrained beam search."""
+    """Top `num_beams` catalogue items per left-padded prompt, by constrained beam search.
+
+    `shared_prefix`: keep one copy of each prompt's keys/values for all its beams (default: where the model
+    supports it); `False` uses the model's standard cache, expanded to the beams.
+    """
     batch, device = input_ids.shape[0], input_ids.device
-    rows = batch * num_beams
+    shared = supports_shared_prefix(model) if shared_prefix is None else shared_prefix
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    extra, cache_argument = _forward_kwargs(model)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True, **extra)
-    cache = _output_cache(out)
-    cache.batch_repeat_interleave(num_beams)
-    logits = out.logits[:, -1].float().repeat_interleave(num_beams, dim=0)
-    attention = attention_mask.repeat_interleave(num_beams, dim=0)
-    position = position_ids[:, -1:].repeat_interleave(num_beams, dim=0)
-    beam_scores = torch.full((batch, num_beams), float("-inf"), device=device)
-    beam_scores[:, 0] = 0.0  # all beams start identical: expand from the first only
-    nodes = torch.zeros(rows, dtype=torch.long, device=device)
-    user_offset = (torch.arange(batch, device=device) * num_beams).unsqueeze(1)
-    done_items, done_scores = [], []
-    for depth in range(trie.depth):
-        # log-softmax over the whole vocabulary (as `generate` scores), read only at this depth's K + 1 columns
-        columns = trie.columns[depth]
-        logp = logits[:, columns] - torch.logsumexp(logits, dim=-1, keepdim=True)
-        width = len(columns)
-        scores = logp.masked_fill(~trie.allowed_column_mask(depth, nodes), float("-inf")) + beam_scores.view(-1, 1)
-        top_scores, top_index = scores.view(batch, num_beams * width).topk(min(2 * num_beams, num_beams * width), dim=1)
-        origin = top_index // width + user_offset
-        token = columns[top_index % width]
-        child = trie.step(depth, nodes[origin].view(-1), token.view(-1)).view(batch, -1)
-        finite = torch.isfinite(top_scores)
-        is_eos = finite & (token == eos_token_id)
-        finished = is_eos & (torch.arange(top_scores.shape[1], device=device) < num_beams)
-        done_items.append(torch.where(finished, trie.item_at(depth, child), -1))
-        done_scores.append(torch.where(finished, top_scores / float(depth + 1) ** length_penalty, float("-inf")))
-        alive = finite & ~is_eos
-        keep = alive & (alive.long().cumsum(dim=1) <= num_beams)
-        if depth + 1 == trie.depth or not bool(keep.any()):
-            break
-        order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :num_beams]
-        beam_scores = torch.where(keep.gather(1, order), top_scores.gather(1, order), float("-inf"))
-        selected = origin.gather(1, order).view(-1)
-        nodes = child.gather(1, order).view(-1)
-        cache.reorder_cache(selected)
-        attention = torch.cat([attention[selected], attention.new_ones(rows, 1)], dim=1)
-        position = position[selected] + 1
-        out = model(
-            input_ids=token.gather(1, order).view(-1, 1),
-            attention_mask=attention,
-            position_ids=position,
-            use_cache=True,
-            **extra,
-            **{cache_argument: cache},
-        )
-        logits = out.logits[:, -1].float()
+    decoder = _Decoder(model, input_ids, attention_mask, position_ids, shared=shared)
+    logits = decoder.prefill_logits  # one row per user: all beams start as the same empty hypothesis
+    beam_scores = torch.zeros(batch, 1, device=device)
+    nodes = torch.zeros(batch, dtype=torch.long, device=device)
+    position = position_ids[:, -1:]
+    path_logps = torch.zeros(batch, 0, device=device)  # (rows, depth so far): token log-probs of each open beam
+    ranks = torch.arange(2 * num_beams, device=device)
+    done_items, done_scores, done_logps = [], [], []
+    with _attention(model, ATTENTION_NAME) if shared else _nothing():
+        for depth in range(trie.depth):
+            # log-softmax over the whole vocabulary (as `generate` scores), read only at this depth's K + 1 columns
+            columns = trie.columns[depth]
+            width, beams = len(columns), beam_scores.shape[1]
+            logp = logits[:, columns] - torch.logsumexp(logits, dim=-1, keepdim=True)
+            scores = logp.masked_fill(~trie.allowed_column_mask(depth, nodes), float("-inf")) + beam_scores.view(-1, 1)
+            top_scores, top_index = scores.view(batch, beams * width).topk(min(2 * num_beams, beams * width), dim=1)
+            origin = top_index // width + (torch.arange(batch, device=device) * beams).unsqueeze(1)
+            token = columns[top_index % width]
+            child = trie.step(depth, nodes[origin].view(-1), token.view(-1)).view(batch, -1)
+            candidate_logps = torch.cat(
+                [path_logps[origin], (top_scores - beam_scores.view(-1)[origin]).unsqueeze(-1)], dim=-1
+            )  # (batch, candidates, depth + 1)
+            finite = torch.isfinite(top_scores)
+            is_eos = finite & (token == eos_token_id)
+            finished = is_eos & (ranks[: top_scores.shape[1]] < num_beams)
+            done_items.append(torch.where(finished, trie.item_at(depth, child), -1))
+            done_scores.append(torch.where(finished, top_scores / float(depth + 1) ** length_penalty, float("-inf")))
+            done_logps.append(torch.nn.functional.pad(candidate_logps, (0, trie.depth - depth - 1)))
+            alive = finite & ~is_eos
+            keep = alive & (alive.long().cumsum(dim=1) <= num_beams)
+            live = int(keep.sum(dim=1).max())  # beams still open for the fullest user; fewer rows next step
+            if depth + 1 == trie.depth or live == 0:
+                break
+            order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :live]
+            beam_scores = torch.where(keep.gather(1, order), top_scores.gather(1, order), float("-inf"))
+            parents = origin.gather(1, order).view(-1)
+            nodes = child.gather(1, order).view(-1)
+            path_logps = candidate_logps.gather(1, order.unsqueeze(-1).expand(-1, -1, depth + 1)).flatten(0, 1)
+            position = position[parents] + 1
+            logits = decoder.step(parents, token.gather(1, order).view(-1, 1), position)
     all_scores, all_items = torch.cat(done_scores, dim=1), torch.cat(done_items, dim=1)
     best_scores, best = all_scores.topk(min(num_beams, all_scores.shape[1]), dim=1)
-    best_items = torch.where(torch.isfinite(best_scores), all_items.gather(1, best), -1)
-    return BeamSearchOutput(items=best_items, scores=best_scores)
+    found = torch.isfinite(best_scores)
+    best_items = torch.where(found, all_items.gather(1, best), -1)
+    best_logps = torch.cat(done_logps, dim=1).gather(1, best.unsqueeze(-1).expand(-1, -1, trie.depth))
+    best_logps = best_logps.masked_fill(~found.unsqueeze(-1), 0.0)
+    pad = num_beams - best_items.shape[1]
+    if pad > 0:  # tiny catalogues: pad to the promised width
+        best_items = torch.nn.functional.pad(best_items, (0, pad), value=-1)
+        best_scores = torch.nn.functional.pad(best_scores, (0, pad), value=float("-inf"))
+        best_logps = torch.nn.functional.pad(best_logps, (0, 0, 0, pad))
+    return BeamSearchOutput(items=best_items, scores=best_scores, token_logprobs=best_logps)
+
+
+@contextmanager
+def _nothing():
+    yield

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -70,7 +70,7 @@ class GenerativeRecommender:
         """Catalogue rows and scores of the `num_beams` best items per history (constrained beam search)."""
         prompts = self.prompts(histories)
         trie = self.trie.to(self.device)
-        items, scores = [], []
+        outputs = []
         padding_side = self.tokenizer.padding_side
         self.tokenizer.padding_side = "left"
         try:
@@ -84,11 +84,12 @@ class GenerativeRecommender:
                     eos_token_id=self.tokenizer.eos_token_id,
                     num_beams=num_beams,
                 )
-                items.append(out.items.cpu())
-                scores.append(out.scores.cpu())
+                outputs.append(out)
         finally:
             self.tokenizer.padding_side = padding_side
-        return BeamSearchOutput(items=torch.cat(items), scores=torch.cat(scores))
+        return BeamSearchOutput(
+            *(torch.cat([getattr(o, f.name).cpu() for o in outputs]) for f in fields(BeamSearchOutput))
+        )
 
     def recommend(
         self, histories: list[list[str]], k: int = 10, *, num_beams: int = 20, batch_size: int = 32
