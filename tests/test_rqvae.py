@@ -109,6 +109,21 @@ def test_codes_are_deterministic_under_a_seed():
     assert not np.array_equal(first, other)
 
 
+def test_backward_has_no_thread_order_dependent_gather(trained):
+    """Indexing a codebook (`embed[index]`) back-propagates with an index_put whose sum over repeated codes
+    follows CPU thread order: codes then differ between runs with 2+ threads. The lookup must be an embedding."""
+    out = trained.model(torch.from_numpy(clustered(32)))
+    seen, stack = set(), [out.loss.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        stack.extend(next_fn for next_fn, _ in node.next_functions)
+    names = {type(node).__name__ for node in seen}
+    assert "EmbeddingBackward0" in names and "IndexBackward0" not in names
+
+
 def test_resume_continues_from_the_checkpoint(tmp_path):
     data = clustered()
     args = {**QUICK, "checkpoint_every": 2}

@@ -116,7 +116,7 @@ class RQVAEResidualQuantizer(nn.Module):
         codebook_loss = latent.new_zeros(())
         commitment_loss = latent.new_zeros(())
         for level, residual, index in zip(self.levels, inputs, codes.unbind(-1), strict=True):
-            chosen = level.embed[index]
+            chosen = F.embedding(index, level.embed)  # not embed[index]: its CPU backward sums rows in thread order
             codebook_loss = codebook_loss + F.mse_loss(chosen, residual.detach())
             commitment_loss = commitment_loss + F.mse_loss(residual, chosen.detach())
             quantized = quantized + chosen
