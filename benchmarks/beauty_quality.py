@@ -6,6 +6,7 @@ constrained beam search (beam 20). The epoch is chosen on a fixed 2,000-user sub
 on test); the test split is then ranked for every user.
 
 Run: `.venv/bin/python benchmarks/beauty_quality.py --seed 42 [--letter-sids] [--minutes 90] [--out runs/beauty]`
+(see --help for the model and schedule knobs; SIDs are cached per seed under --out, so variants reuse them).
 """
 
 from __future__ import annotations
@@ -75,9 +76,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/beauty"))
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--dropout", type=float, default=0.0, help="residual/embedding dropout while training")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--patience", type=int, default=3, help="epochs without valid gain before stopping")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--tag", default="", help="suffix of the run folder")
+    parser.add_argument("--random-batches", action="store_true", help="no length-grouped batching")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    out = args.out / f"{'letter' if args.letter_sids else 'ours'}-seed{args.seed}"
+    name = f"{'letter' if args.letter_sids else 'ours'}-seed{args.seed}"
+    out = args.out / (name + (f"-{args.tag}" if args.tag else ""))
     out.mkdir(parents=True, exist_ok=True)
 
     data = prepare("p5", args.beauty, max_history=20)
@@ -88,10 +101,13 @@ def main() -> None:
         by_letter = {v["letter_item_id"]: v["asin"] for v in attrs.values()}
         sid_map = letter_map(args.beauty / "letter_sids.json", data.items["item_id"], by_letter)
         items = data.items
+    elif (args.out / f"sids-{name}.json").is_file():
+        sid_map, items = SemanticIDMap.load(args.out / f"sids-{name}.json"), data.items
     else:
         embedded = embed_items(data.items, train, show_progress=False)
         items, tokenizer = quantize_items(embedded, args=RQVAETrainingArguments(seed=args.seed, show_progress=False))
         sid_map = tokenizer.sid_map
+        sid_map.save(args.out / f"sids-{name}.json")
     sid_seconds = time.time() - t0
     report = sid_quality(sid_map.codes, codebook_size=256)
     print(
@@ -100,13 +116,18 @@ def main() -> None:
 
     valid = data.splits["valid"].shuffle(seed=0).select(range(2000))
     backbone = BackboneConfig(
-        hidden_size=args.hidden, num_layers=args.layers, num_heads=4, intermediate_size=2 * args.hidden, dropout=0.1
-    )
-    sft_args = RecommenderSFTArguments(
-        backbone=backbone, tasks={"sequence": 1.0}, max_history=20, epochs=args.epochs, learning_rate=1e-3,
-        batch_size=64, save_steps=10**9, logging_steps=100, seed=args.seed,
+        hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads, intermediate_size=2 * args.hidden,
+        dropout=0.1,
     )  # fmt: skip
-    check = ValidCheck(sid_map, valid, out, max_history=20, deadline=time.time() + 60 * args.minutes)
+    sft_args = RecommenderSFTArguments(
+        backbone=backbone, tasks={"sequence": 1.0}, max_history=20, epochs=args.epochs, learning_rate=args.lr,
+        batch_size=args.batch, weight_decay=args.weight_decay, hidden_dropout=args.dropout, save_steps=10**9,
+        group_by_length=not args.random_batches,
+        logging_steps=100, seed=args.seed,
+    )  # fmt: skip
+    check = ValidCheck(
+        sid_map, valid, out, max_history=20, deadline=time.time() + 60 * args.minutes, patience=args.patience
+    )
     t0 = time.time()
     result = train_recommender(train, items, sid_map, sft_args, out / "work", callbacks=[check])
     train_minutes = (time.time() - t0) / 60
@@ -116,6 +137,7 @@ def main() -> None:
     summary = {
         "sids": "LETTER published" if args.letter_sids else "ours (text + collaborative RQ-VAE)",
         "seed": args.seed, "params": params, "train_minutes": round(train_minutes, 1), "valid_log": check.log,
+        "args": {k: str(v) for k, v in vars(args).items()},
         "best_valid_ndcg10": check.best, "test": test, "sid_unique": report["unique_fraction"],
     }  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

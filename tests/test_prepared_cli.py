@@ -76,6 +76,12 @@ quantize:
 sft:
   backbone: {hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64}
   epochs: 1
+grpo:
+  rewards: [exact, valid, prefix, rank]
+  group_size: 4
+  prompts_per_step: 2
+  max_prompts: 16
+  epochs: 1
 evaluate:
   max_users: 40
   num_beams: 10
@@ -100,13 +106,15 @@ def test_pipeline_runs_every_stage_then_resumes(tmp_path):
     assert [list(c) for c in codes] == [s[:3] for s in items["sid"][:50]]
     second = run_cli("pipeline", "--config", str(config))
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("done already") == 5 and "unique at 3 levels" in second.stdout
-    metrics = json.loads((tmp_path / "run/evaluation/metrics.json").read_text())
-    assert metrics["runs"][0]["users"] == 40 and set(metrics["summary"]) == {"HR@5", "NDCG@5", "HR@10", "NDCG@10"}
-    assert "| test (40 users, beam 10) |" in second.stdout
+    assert second.stdout.count("done already") == 7 and "unique at 3 levels" in second.stdout
+    for stage in ("sft", "grpo"):
+        metrics = json.loads((tmp_path / f"run/evaluation/{stage}/metrics.json").read_text())
+        assert metrics["runs"][0]["users"] == 40
+        assert set(metrics["summary"]) == {"HR@5", "NDCG@5", "HR@10", "NDCG@10"}
+        assert f"| {stage}, test (40 users, beam 10) |" in second.stdout
 
 
-def test_sft_under_two_process_accelerate_launch(tmp_path):
+def test_sft_and_grpo_under_two_process_accelerate_launch(tmp_path):
     from deepinterestgr.recommender.model import GenerativeRecommender
 
     config = tmp_path / "c.yaml"
@@ -114,17 +122,20 @@ def test_sft_under_two_process_accelerate_launch(tmp_path):
     first = run_cli("pipeline", "--config", str(config))  # prepare .. evaluate, one process
     assert first.returncode == 0, first.stderr
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu"]
-    result = subprocess.run(
-        [*launch, "-m", "deepinterestgr.recommender.sft", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    recommender = GenerativeRecommender.from_pretrained(tmp_path / "run/sft")
-    recs = recommender.recommend([recommender.sid_map.item_ids[:3]], k=5)
-    assert len(recs[0]) == 5 and all(r.item_id in recommender.sid_map for r in recs[0])
+    for module, stage in (("deepinterestgr.recommender.sft", "sft"), ("deepinterestgr.rl.grpo", "grpo")):
+        before = (tmp_path / f"run/{stage}/model.safetensors").stat().st_mtime_ns
+        result = subprocess.run(
+            [*launch, "-m", module, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert (tmp_path / f"run/{stage}/model.safetensors").stat().st_mtime_ns > before  # written again
+        recommender = GenerativeRecommender.from_pretrained(tmp_path / f"run/{stage}")
+        recs = recommender.recommend([recommender.sid_map.item_ids[:3]], k=5)
+        assert len(recs[0]) == 5 and all(r.item_id in recommender.sid_map for r in recs[0])
 
 
 def test_stage_commands_report_missing_inputs(tmp_path):
@@ -145,6 +156,12 @@ def test_config_errors_name_the_field(tmp_path):
         PipelineConfig.from_yaml(bad)
     bad.write_text("data:\n  max_history: 0\n")
     with pytest.raises(ConfigError, match=r"field 'data.max_history'.*greater than or equal to 1"):
+        PipelineConfig.from_yaml(bad)
+    bad.write_text("sft:\n  hidden_dropout: 1.5\n")
+    with pytest.raises(ConfigError, match=r"field 'sft'.*hidden_dropout must be in \[0, 1\), got 1.5"):
+        PipelineConfig.from_yaml(bad)
+    bad.write_text("grpo:\n  rewards: [exact, qram]\n")
+    with pytest.raises(ConfigError, match=r"field 'grpo'.*unknown reward\(s\) qram"):
         PipelineConfig.from_yaml(bad)
     bad.write_text("data: [unclosed\n")
     with pytest.raises(ConfigError, match=r"bad.yaml:\d+: invalid YAML"):

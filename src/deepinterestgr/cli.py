@@ -116,6 +116,22 @@ def sft(
 
 @app.command()
 @user_errors
+def grpo(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline YAML (its `grpo` section is used).")],
+) -> None:
+    """GRPO of the config's SFT recommender with constrained rollouts and the QARM rewards (also: `accelerate
+    launch -m deepinterestgr.rl.grpo --config ...`)."""
+    from deepinterestgr.config import PipelineConfig
+    from deepinterestgr.stages import run_grpo
+
+    pipeline_config = PipelineConfig.from_yaml(config)
+    out = Path(pipeline_config.output_dir)
+    path = run_grpo(out / "prepared", out / "sid", out / "sft", out / "grpo", pipeline_config.grpo)
+    console.print(f"saved to {path}")
+
+
+@app.command()
+@user_errors
 def evaluate(
     model: Annotated[list[Path], typer.Option("--model", "-m", help="Recommender folder; repeat for seeds.")],
     data: Annotated[Path, typer.Option("--data", "-d", help="Folder written by `prepare`.")],

@@ -10,6 +10,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deepinterestgr.errors import ConfigError
+from deepinterestgr.recommender.arguments import RecommenderSFTArguments
+from deepinterestgr.rl.arguments import GRPOArguments
 
 FormatName = Literal["p5", "lcrec", "minionerec", "amazon2014", "amazon2018", "amazon2023"]
 
@@ -55,35 +57,6 @@ class QuantizeConfig(BaseModel):
     seed: int = Field(42, description="Seed of everything random in the stage.")
 
 
-class BackboneSection(BaseModel):
-    """The causal LM that generates SIDs."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field("scratch-llama", description="`scratch-llama` (from config), a Hub id or a local folder.")
-    gguf_file: str | None = Field(None, description="GGUF file inside `name`, e.g. the offline SmolLM2.")
-    hidden_size: int = Field(128, ge=8, description="scratch-llama width.")
-    num_layers: int = Field(2, ge=1, description="scratch-llama decoder layers.")
-    num_heads: int = Field(4, ge=1, description="scratch-llama attention heads.")
-    intermediate_size: int = Field(256, ge=8, description="scratch-llama MLP width.")
-    dropout: float = Field(0.1, ge=0, lt=1, description="scratch-llama attention dropout.")
-
-
-class SFTSection(BaseModel):
-    """Supervised fine-tuning of the recommender (TRL SFTTrainer)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    backbone: BackboneSection = Field(default_factory=BackboneSection)
-    tasks: dict[str, float] = Field(default_factory=lambda: {"sequence": 1.0}, description="Task mix weights.")
-    max_history: int = Field(20, ge=1, description="History items in a prompt.")
-    epochs: float = Field(3.0, gt=0, description="Passes over the task mix.")
-    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate.")
-    batch_size: int = Field(32, ge=1, description="Examples per device per step.")
-    lora: bool = Field(False, description="Train LoRA adapters plus SID token rows only.")
-    seed: int = Field(42, description="Training seed.")
-
-
 class EvaluateSection(BaseModel):
     """Full-ranking evaluation after training."""
 
@@ -104,7 +77,8 @@ class PipelineConfig(BaseModel):
     data: DataConfig = Field(default_factory=DataConfig)
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
-    sft: SFTSection = Field(default_factory=SFTSection)
+    sft: RecommenderSFTArguments = Field(default_factory=RecommenderSFTArguments)
+    grpo: GRPOArguments = Field(default_factory=GRPOArguments)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
 
     @classmethod

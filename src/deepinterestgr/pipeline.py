@@ -11,7 +11,7 @@ from deepinterestgr.config import PipelineConfig
 from deepinterestgr.data.prepare import prepare
 from deepinterestgr.data.prepared import PreparedData
 from deepinterestgr.data.stats import stats_table
-from deepinterestgr.stages import quality_table, run_embed, run_evaluate, run_quantize, run_sft
+from deepinterestgr.stages import quality_table, run_embed, run_evaluate, run_grpo, run_quantize, run_sft
 
 
 def run_pipeline(config: PipelineConfig, *, console: Console | None = None) -> Path:
@@ -19,7 +19,7 @@ def run_pipeline(config: PipelineConfig, *, console: Console | None = None) -> P
     console = console or Console()
     out = Path(config.output_dir)
     prepared_dir, embedded_dir, sid_dir = out / "prepared", out / "embedded", out / "sid"
-    sft_dir, eval_dir = out / "sft", out / "evaluation"
+    sft_dir, grpo_dir, eval_dir = out / "sft", out / "grpo", out / "evaluation"
 
     if PreparedData.is_prepared(prepared_dir):
         console.print(f"[bold]prepare[/]: done already ({prepared_dir}), skipping")
@@ -51,10 +51,21 @@ def run_pipeline(config: PipelineConfig, *, console: Console | None = None) -> P
         console.print(f"[bold]sft[/]: training the recommender ({config.sft.backbone.name})")
         run_sft(prepared_dir, sid_dir, sft_dir, config.sft)
 
-    if (eval_dir / "metrics.md").is_file():
-        console.print(f"[bold]evaluate[/]: done already ({eval_dir}), skipping")
-        console.print((eval_dir / "metrics.md").read_text())
-    else:
-        console.print(f"[bold]evaluate[/]: full ranking on {config.evaluate.split}")
-        run_evaluate([sft_dir], prepared_dir, eval_dir, config.evaluate, console=console)
+    models = {"sft": sft_dir}
+    if config.grpo.enabled:
+        if stage_done(grpo_dir):
+            console.print(f"[bold]grpo[/]: done already ({grpo_dir}), skipping")
+        else:
+            console.print(f"[bold]grpo[/]: rewards {', '.join(config.grpo.rewards)}, group {config.grpo.group_size}")
+            run_grpo(prepared_dir, sid_dir, sft_dir, grpo_dir, config.grpo)
+        models["grpo"] = grpo_dir
+
+    for stage, model_dir in models.items():
+        stage_eval = eval_dir / stage
+        if (stage_eval / "metrics.md").is_file():
+            console.print(f"[bold]evaluate {stage}[/]: done already ({stage_eval}), skipping")
+            console.print((stage_eval / "metrics.md").read_text())
+        else:
+            console.print(f"[bold]evaluate {stage}[/]: full ranking on {config.evaluate.split}")
+            run_evaluate([model_dir], prepared_dir, stage_eval, config.evaluate, console=console, label=stage)
     return out

@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from deepinterestgr.artifacts import load_items, write_stage
-from deepinterestgr.config import EmbedConfig, EvaluateSection, QuantizeConfig, SFTSection
+from deepinterestgr.config import EmbedConfig, EvaluateSection, QuantizeConfig
 from deepinterestgr.data.prepared import PreparedData
+from deepinterestgr.recommender.arguments import RecommenderSFTArguments
+from deepinterestgr.rl.arguments import GRPOArguments
 
 TOKENIZER_DIR = "tokenizer"
 
@@ -80,32 +83,41 @@ def run_quantize(embedded_dir: str | Path, out: str | Path, config: QuantizeConf
     return path
 
 
-def run_sft(prepared_dir: str | Path, sid_dir: str | Path, out: str | Path, config: SFTSection) -> Path:
+def run_sft(prepared_dir: str | Path, sid_dir: str | Path, out: str | Path, args: RecommenderSFTArguments) -> Path:
     """prepared splits + SIDs -> trained `GenerativeRecommender` folder (checkpoints resume an interrupted run)."""
     from accelerate import PartialState
 
-    from deepinterestgr.recommender.backbone import BackboneConfig
-    from deepinterestgr.recommender.sft import RecommenderSFTArguments, train_recommender
+    from deepinterestgr.recommender.sft import train_recommender
     from deepinterestgr.sid.semantic_ids import SemanticIDMap
 
     data = PreparedData.load_from_disk(prepared_dir)
     items = load_items(sid_dir, needs=("sid",))
     sid_map = SemanticIDMap.load(Path(sid_dir) / TOKENIZER_DIR)
-    args = RecommenderSFTArguments(
-        backbone=BackboneConfig(**config.backbone.model_dump()),
-        tasks=dict(config.tasks),
-        max_history=config.max_history,
-        epochs=config.epochs,
-        learning_rate=config.learning_rate,
-        batch_size=config.batch_size,
-        lora=config.lora,
-        seed=config.seed,
-    )
     out = Path(out)
     work = out.parent / f".{out.name}.checkpoints"
     recommender = train_recommender(data.splits["train"]["item_ids"], items, sid_map, args, work).recommender
     if PartialState().is_main_process:
-        manifest = {"stage": "sft", "input": [str(prepared_dir), str(sid_dir)], "config": config.model_dump()}
+        manifest = {"stage": "sft", "input": [str(prepared_dir), str(sid_dir)], "config": asdict(args)}
+        write_stage(out, manifest, recommender.save_pretrained)
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def run_grpo(
+    prepared_dir: str | Path, sid_dir: str | Path, sft_dir: str | Path, out: str | Path, args: GRPOArguments
+) -> Path:
+    """SFT recommender -> GRPO-trained recommender folder (checkpoints resume an interrupted run)."""
+    from accelerate import PartialState
+
+    from deepinterestgr.rl.grpo import train_grpo
+
+    data = PreparedData.load_from_disk(prepared_dir)
+    items = load_items(sid_dir, needs=("sid",))
+    out = Path(out)
+    work = out.parent / f".{out.name}.checkpoints"
+    recommender = train_grpo(sft_dir, data.splits["train"], items, args, work).recommender
+    if PartialState().is_main_process:
+        manifest = {"stage": "grpo", "input": [str(prepared_dir), str(sid_dir), str(sft_dir)], "config": asdict(args)}
         write_stage(out, manifest, recommender.save_pretrained)
         shutil.rmtree(work, ignore_errors=True)
     return out
@@ -118,6 +130,7 @@ def run_evaluate(
     config: EvaluateSection,
     *,
     console: Console,
+    label: str | None = None,
 ) -> dict:
     """Full-ranking HR/NDCG of one or more recommenders (e.g. training seeds): JSON + markdown table."""
     import json
@@ -136,7 +149,8 @@ def run_evaluate(
         console.print(f"{model_dir}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "@" in k))
         runs.append({"model": str(model_dir), **metrics})
     summary = summarize(runs)
-    table = markdown_table(summary, label=f"{config.split} ({runs[0]['users']:,} users, beam {config.num_beams})")
+    where = f"{config.split} ({runs[0]['users']:,} users, beam {config.num_beams})"
+    table = markdown_table(summary, label=f"{label}, {where}" if label else where)
     result = {"split": config.split, "runs": runs, "summary": summary, "config": config.model_dump()}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

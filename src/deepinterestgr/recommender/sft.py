@@ -7,38 +7,23 @@ Run as `deepinterestgr sft --config C.yaml` or `accelerate launch -m deepinteres
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from datasets import Dataset
+from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
-from deepinterestgr.recommender.backbone import BackboneConfig, load_backbone
+from deepinterestgr.recommender.arguments import RecommenderSFTArguments
+from deepinterestgr.recommender.backbone import load_backbone
+from deepinterestgr.recommender.dropout import residual_dropout
 from deepinterestgr.recommender.model import GenerativeRecommender
 from deepinterestgr.recommender.tasks import PromptTemplates, build_sft_dataset
 from deepinterestgr.recommender.tokens import add_sid_tokens
 from deepinterestgr.sid.semantic_ids import SemanticIDMap
-
-
-@dataclass
-class RecommenderSFTArguments:
-    """What to train on and how; the `sft` section of a pipeline config."""
-
-    backbone: BackboneConfig = field(default_factory=BackboneConfig)
-    tasks: dict[str, float] = field(default_factory=lambda: {"sequence": 1.0}, metadata={"help": "Task weights."})
-    max_history: int = field(default=20, metadata={"help": "Items of history in prompts."})
-    epochs: float = field(default=3.0, metadata={"help": "Passes over the task mix."})
-    learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate (cosine schedule)."})
-    batch_size: int = field(default=32, metadata={"help": "Examples per device per step."})
-    max_length: int = field(default=1024, metadata={"help": "Longest tokenized example kept."})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
-    lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (+ the SID token rows) only."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    save_steps: int = field(default=200, metadata={"help": "Steps between resumable checkpoints."})
-    logging_steps: int = field(default=10, metadata={"help": "Steps between logged losses."})
-    seed: int = field(default=42, metadata={"help": "Seed of initialisation, data order and task sampling."})
 
 
 def trl_config(args: RecommenderSFTArguments, output_dir: Path) -> SFTConfig:
@@ -52,8 +37,10 @@ def trl_config(args: RecommenderSFTArguments, output_dir: Path) -> SFTConfig:
         warmup_steps=0.05,
         weight_decay=args.weight_decay,
         per_device_train_batch_size=args.batch_size,
+        train_sampling_strategy="group_by_length" if args.group_by_length else "random",
         max_length=args.max_length,
         completion_only_loss=True,
+        gradient_checkpointing=args.gradient_checkpointing,
         logging_steps=args.logging_steps,
         save_strategy="steps",
         save_steps=args.save_steps,
@@ -89,6 +76,27 @@ def with_lora(model: PreTrainedModel, args: RecommenderSFTArguments, sid_token_i
     return peft_model
 
 
+class SIDRowsCheckpoint(TrainerCallback):
+    """With LoRA the SID rows of the embedding train outside the adapter, so peft's checkpoints lack them: save
+    them beside each checkpoint, and put them back (`restore`) before a run resumes from one."""
+
+    FILE = "sid_token_rows.safetensors"
+
+    def __init__(self, weight: torch.Tensor, rows: list[int]):
+        self.weight, self.rows = weight, torch.tensor(rows, dtype=torch.long)
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            save_file({"rows": self.weight.detach()[self.rows].cpu().contiguous()}, str(folder / self.FILE))
+        return control
+
+    def restore(self, checkpoint: Path) -> None:
+        saved = load_file(str(checkpoint / self.FILE))["rows"]
+        with torch.no_grad():
+            self.weight[self.rows.to(self.weight.device)] = saved.to(self.weight.device, self.weight.dtype)
+
+
 @dataclass
 class SFTResult:
     recommender: GenerativeRecommender  # LoRA merged into the weights
@@ -113,14 +121,22 @@ def train_recommender(
         train_sequences, items, sid_map, tasks=args.tasks, max_history=args.max_history, seed=args.seed
     )
     config = trl_config(args, output_dir / "checkpoints")
+    callbacks = list(callbacks or [])
+    rows_checkpoint = None
     if args.lora:
-        model = with_lora(model, args, tokenizer.convert_tokens_to_ids(sid_map.vocabulary()))
+        sid_rows = tokenizer.convert_tokens_to_ids(sid_map.vocabulary())
+        model = with_lora(model, args, sid_rows)
         config.weight_decay = 0.0
+        rows_checkpoint = SIDRowsCheckpoint(model.get_input_embeddings().weight, sid_rows)
+        callbacks.append(rows_checkpoint)
     trainer = SFTTrainer(
         model=model, args=config, train_dataset=dataset, processing_class=tokenizer, callbacks=callbacks
     )
-    resume = any((output_dir / "checkpoints").glob("checkpoint-*"))
-    trainer.train(resume_from_checkpoint=resume or None)
+    last = get_last_checkpoint(str(output_dir / "checkpoints")) if (output_dir / "checkpoints").is_dir() else None
+    if last and rows_checkpoint is not None:
+        rows_checkpoint.restore(Path(last))
+    with residual_dropout(trainer.model, args.hidden_dropout):
+        trainer.train(resume_from_checkpoint=last)
     trained = trainer.model
     if args.lora:
         trained = trained.merge_and_unload()

@@ -1,0 +1,90 @@
+"""GRPO reward ablation: the same SFT checkpoint, then each reward set, evaluated by full-ranking beam search.
+
+(a) no RL; (b) exact + valid + prefix; (c) + rank-aware; (d) + ungated quality bonus; (e) (c) + QARM gated bonus;
+(f) (e) + interest-aware. (d)-(f) need judged items (`quality`, `descriptor_labels`) and (f) user interests,
+which `deepinterestgr mine` / `judge` produce; variants whose inputs are missing are reported as skipped.
+
+Run: `.venv/bin/python benchmarks/grpo_ablation.py --config configs/quickstart.yaml [--variants a b c]`
+(the config's pipeline runs first up to SFT where its outputs are missing; its `grpo` section gives the settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from deepinterestgr.artifacts import load_items
+from deepinterestgr.config import PipelineConfig
+from deepinterestgr.data.prepared import PreparedData
+from deepinterestgr.errors import DataError
+from deepinterestgr.evaluation.evaluate import evaluate_recommender
+from deepinterestgr.pipeline import run_pipeline
+from deepinterestgr.recommender.model import GenerativeRecommender
+from deepinterestgr.rl.grpo import train_grpo
+
+VARIANTS = {
+    "a": None,
+    "b": ["exact", "valid", "prefix"],
+    "c": ["exact", "valid", "prefix", "rank"],
+    "d": ["exact", "valid", "prefix", "rank", "ungated"],
+    "e": ["exact", "valid", "prefix", "rank", "qarm"],
+    "f": ["exact", "valid", "prefix", "rank", "qarm", "interest"],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=Path("configs/quickstart.yaml"))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    parser.add_argument("--max-users", type=int, default=None, help="evaluate only the first N users")
+    args = parser.parse_args()
+    config = PipelineConfig.from_yaml(args.config)
+    out_dir = Path(config.output_dir)
+    if not (out_dir / "sft" / "stage.json").is_file():
+        run_pipeline(config.model_copy(update={"grpo": replace(config.grpo, enabled=False)}))
+    data = PreparedData.load_from_disk(out_dir / "prepared")
+    items = load_items(out_dir / "sid", needs=("sid",))
+    rows = []
+    for name in args.variants:
+        rewards = VARIANTS[name]
+        started = time.perf_counter()
+        if rewards is None:
+            model = GenerativeRecommender.from_pretrained(out_dir / "sft")
+        else:
+            grpo_args = replace(config.grpo, rewards=rewards)
+            try:
+                model = train_grpo(out_dir / "sft", data.splits["train"], items, grpo_args, args.out / name).recommender
+            except DataError as err:
+                print(f"({name}) skipped: {err}", flush=True)
+                rows.append({"variant": name, "rewards": rewards, "skipped": str(err)})
+                continue
+        seconds = time.perf_counter() - started
+        row = {"variant": name, "rewards": rewards or "none (SFT)", "train_seconds": round(seconds, 1)}
+        for split in ("valid", "test"):
+            metrics = evaluate_recommender(model, data.splits[split], max_users=args.max_users)
+            row[split] = {k: v for k, v in metrics.items() if "@" in k}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ablation.json").write_text(json.dumps(rows, indent=2))
+    header = ["variant", "rewards", "GRPO s", "valid HR@10", "valid NDCG@10", "test HR@5", "test NDCG@5"]
+    print("| " + " | ".join([*header, "test HR@10", "test NDCG@10"]) + " |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        if "skipped" in row:
+            print(f"| ({row['variant']}) | {', '.join(row['rewards'])} | skipped: needs judged items | | | | | | |")
+            continue
+        v, t = row["valid"], row["test"]
+        rewards = row["rewards"] if isinstance(row["rewards"], str) else ", ".join(row["rewards"])
+        print(
+            f"| ({row['variant']}) | {rewards} | {row['train_seconds']:.0f} | {v['HR@10']:.4f} | {v['NDCG@10']:.4f} "
+            f"| {t['HR@5']:.4f} | {t['NDCG@5']:.4f} | {t['HR@10']:.4f} | {t['NDCG@10']:.4f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
