@@ -7,7 +7,7 @@ import pytest
 from datasets import Dataset
 
 from deepinterestgr.errors import DataError
-from deepinterestgr.rl.quality import item_quality, quality_column
+from deepinterestgr.mining.quality import item_quality, quality_column
 from deepinterestgr.rl.rewards import (
     ExactMatchReward,
     InterestReward,

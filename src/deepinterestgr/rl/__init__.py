@@ -2,7 +2,6 @@
 
 from deepinterestgr.rl.arguments import REWARDS, GRPOArguments
 from deepinterestgr.rl.grpo import GRPOResult, build_rewards, grpo_dataset, train_grpo
-from deepinterestgr.rl.quality import item_quality, quality_column
 from deepinterestgr.rl.rewards import (
     ExactMatchReward,
     InterestReward,
@@ -29,8 +28,6 @@ __all__ = [
     "ValidityReward",
     "build_rewards",
     "grpo_dataset",
-    "item_quality",
     "parse_sid",
-    "quality_column",
     "train_grpo",
 ]

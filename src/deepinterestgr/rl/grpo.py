@@ -18,10 +18,10 @@ from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from deepinterestgr.errors import DataError
+from deepinterestgr.mining.quality import quality_column
 from deepinterestgr.recommender.model import GenerativeRecommender
 from deepinterestgr.recommender.tokens import sid_paths
 from deepinterestgr.rl.arguments import GRPOArguments
-from deepinterestgr.rl.quality import quality_column
 from deepinterestgr.rl.rewards import (
     ExactMatchReward,
     InterestReward,
