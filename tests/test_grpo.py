@@ -41,10 +41,12 @@ def data(sid_map: SemanticIDMap):
     return train, items
 
 
-def test_five_grpo_steps_change_parameters_with_only_valid_rollouts(sft_dir, tmp_path):
+@pytest.mark.parametrize("constrained", [True, False])
+def test_five_grpo_steps_change_parameters_with_only_valid_rollouts(sft_dir, tmp_path, constrained):
     sid_map = SemanticIDMap.load(sft_dir)
     train, items = data(sid_map)
     args = GRPOArguments(
+        constrained_policy=constrained,
         rewards=["exact", "valid", "prefix", "rank", "qarm"], group_size=4, prompts_per_step=2, epochs=1,
         learning_rate=1e-2, logging_steps=1, seed=0,
     )  # fmt: skip
@@ -89,3 +91,19 @@ def test_bad_grpo_settings_and_data(sft_dir):
     rec = GenerativeRecommender.from_pretrained(sft_dir)
     dataset = grpo_dataset(train, rec, GRPOArguments(positions="all", max_prompts=7))
     assert len(dataset) == 7 and set(dataset.column_names) == {"prompt", "target"}
+
+
+def test_constrained_log_probs_renormalize_over_the_trie():
+    from deepinterestgr.recommender.constrained import SIDTrie
+    from deepinterestgr.rl.trainer import constrained_log_probs
+
+    # two items: tokens 1,3,EOS(9) and 2,4,EOS; a third 1,5,EOS; vocabulary of 10
+    trie = SIDTrie(torch.tensor([[1, 3, 9], [2, 4, 9], [1, 5, 9]]), vocab_size=10)
+    logits = torch.randn(2, 4, 10)
+    completions = torch.tensor([[1, 3, 9, 0], [2, 4, 9, 0]])  # the last column is padding
+    chosen, entropy = constrained_log_probs(logits, completions, trie)
+    first = torch.log_softmax(logits[0, 0, [1, 2]], -1)[0]  # tokens 1 and 2 are allowed first
+    second = torch.log_softmax(logits[0, 1, [3, 5]], -1)[0]  # after 1: 3 or 5
+    assert torch.allclose(chosen[0, :3], torch.stack([first, second, torch.tensor(0.0)]), atol=1e-6)
+    assert chosen[1, 1] == 0 and chosen[1, 2] == 0  # after 2 only 4, then only EOS: forced tokens cost nothing
+    assert entropy[1, 1] == 0 and torch.isfinite(chosen).all() and torch.isfinite(entropy).all()

@@ -36,6 +36,10 @@ class GRPOArguments:
     learning_rate: float = field(default=1e-5, metadata={"help": "Peak learning rate."})
     beta: float = field(default=0.001, metadata={"help": "KL coefficient to the SFT (reference) model."})
     loss_type: str = field(default="dapo", metadata={"help": "TRL GRPO loss: grpo, dr_grpo, dapo, ..."})
+    constrained_policy: bool = field(
+        default=True,
+        metadata={"help": "Score completions with the softmax over the catalogue's allowed tokens (rl/trainer.py)."},
+    )
     positions: Literal["last", "all"] = field(
         default="last", metadata={"help": "Targets per training sequence: its last item, or every position."}
     )

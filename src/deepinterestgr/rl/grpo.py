@@ -32,6 +32,7 @@ from deepinterestgr.rl.rewards import (
     ValidityReward,
 )
 from deepinterestgr.rl.rollout import ConstrainedBeamRollout
+from deepinterestgr.rl.trainer import ConstrainedGRPOTrainer
 from deepinterestgr.sid.semantic_ids import SemanticIDMap
 
 
@@ -156,7 +157,10 @@ def train_grpo(
             r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.0, target_modules="all-linear",
             task_type="CAUSAL_LM",
         )  # fmt: skip
-    trainer = GRPOTrainer(
+    trainer_class, extra = (
+        (ConstrainedGRPOTrainer, {"trie": start.trie}) if args.constrained_policy else (GRPOTrainer, {})
+    )
+    trainer = trainer_class(
         model=start.model,  # loaded from `sft_model`: TRL builds the reference model from the same place
         reward_funcs=rewards,
         args=config,
@@ -165,6 +169,7 @@ def train_grpo(
         rollout_func=rollout,
         peft_config=peft_config,
         callbacks=callbacks,
+        **extra,
     )
     resume = any((output_dir / "checkpoints").glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=resume or None)
