@@ -37,6 +37,10 @@ class GenerationResult:
     text: str  # the raw answer (kept even when it is cut off or malformed, for the failure record)
     finish_reason: FinishReason  # "length": cut at max_new_tokens; "error": see `error`
     error: str | None = None
+    # Token counts where the backend knows them (LocalBackend; the server's `usage`). Metadata of one generation,
+    # not part of the answer: they take no part in equality, and the answer cache does not store them.
+    prompt_tokens: int | None = field(default=None, compare=False)
+    completion_tokens: int | None = field(default=None, compare=False)  # answer tokens, the stop token excluded
 
 
 @runtime_checkable

@@ -66,7 +66,8 @@ class AnswerCache:
             raise
 
     def get(self, key: str) -> GenerationResult | None:
-        """The stored answer for `key` (failures included), or None if it was never answered."""
+        """The stored answer for `key` (failures included), or None if it was never answered. Token counts are not
+        stored (usage metadata, not part of the answer): a stored answer has `prompt_tokens=None`."""
         with self._lock:
             row = self._db.execute("SELECT text, finish_reason, error FROM answers WHERE key = ?", (key,)).fetchone()
         return None if row is None else GenerationResult(text=row[0], finish_reason=row[1], error=row[2])

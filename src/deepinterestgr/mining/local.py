@@ -5,21 +5,28 @@ captions) works: prompts go through the model's chat template, batches are left-
 
 - Structured output: a request's `json_schema` is compiled by xgrammar into a token mask applied at every step, so
   the answer always matches the schema (it can only fail by hitting `max_new_tokens`, reported as "length").
+  Requests with different schemas share a batch (one grammar per row).
 - Shared prompt prefix: requests that share their conversation up to the last message (a task's instructions and
   few-shot turns) are batched together, and the keys/values of their longest common token prefix are computed once
   and reused by every batch of the group: prompt length is the main cost on CPU.
+- `check_request` refuses, before any generation, a request that would fail or not fit (the chat server's 400s).
+  Results carry their prompt and answer token counts.
 - `loglikelihood` scores continuations (the judge's grounding score: log p(descriptor | item) vs a blank item).
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import importlib.util
+import io
 import json
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
+from jinja2 import TemplateError
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -67,16 +74,20 @@ class LocalBackend:
         reuse_prefix: bool = True,
         min_prefix_tokens: int = 32,
         trust_remote_code: bool = False,
+        chat_template: str | None = None,
     ) -> None:
         """Load `model` (Hub id or folder; `gguf_file`: a GGUF file in it, dequantized). SmolLM2-135M-Instruct's
         Hub id resolves to its packaged GGUF copy when the Hub is unreachable (`resolve_causal_lm`).
 
         `constrain=False` ignores requests' JSON schemas (for comparison); `reuse_prefix=False` recomputes every
         prompt in full; a shared prefix shorter than `min_prefix_tokens` is not worth a separate pass.
+        `chat_template` (Jinja) replaces the model's own, or gives one to a model that has none.
         """
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         path, gguf_file = resolve_causal_lm(model, gguf_file)
         lm, processor = _load(model, path, gguf_file, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        if chat_template is not None:
+            processor.chat_template = chat_template  # the tokenizer of a text model, else its processor
         model_id = f"{model}:{gguf_file}" if gguf_file else model  # a GGUF copy answers differently from the Hub id
         self._attach(lm, processor, model_id, batch_size, constrain, reuse_prefix, min_prefix_tokens)
 
@@ -108,8 +119,9 @@ class LocalBackend:
         self.tokenizer.padding_side = "left"  # the processor pads image-text batches
         if getattr(self.tokenizer, "chat_template", None) is None and getattr(processor, "chat_template", None) is None:
             raise ConfigError(
-                f"model {model_id!r} has no chat template: use an instruct/chat model, or set "
-                "`tokenizer.chat_template` before wrapping it with LocalBackend.from_model"
+                f"model {model_id!r} has no chat template: use an instruct/chat model, or give it one "
+                "(LocalBackend's `chat_template`, the chat server's --chat-template FILE, or `tokenizer.chat_template` "
+                "before LocalBackend.from_model)"
             )
         self.batch_size = batch_size
         self.constrain = constrain
@@ -123,20 +135,55 @@ class LocalBackend:
             raise ConfigError(f"model {model_id!r}: neither its generation config nor its tokenizer names an EOS token")
         self.eos_ids = eos
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos[0]
+        self.max_positions: int | None = getattr(lm.config.get_text_config(), "max_position_embeddings", None)
         self.prefix_tokens_reused = 0  # prompt tokens not recomputed thanks to shared prefixes (a running count)
         self._grammar_compiler = None  # built with the first schema (xgrammar's view of the vocabulary)
         self._grammars: dict[str, object] = {}
         self._control_tokens: torch.Tensor | None = None
+        # `check_request` may run on another thread than `generate` (the chat server): a fast tokenizer must not be
+        # used while another thread changes its padding (the processor pads), nor a grammar compiled twice at once
+        self._tokenizer_lock = threading.Lock()
+        self._grammar_lock = threading.Lock()
 
     @property
     def device(self) -> torch.device:
         return self.lm.device
 
     # ----- generation -----
+    def check_request(self, request: GenerationRequest) -> None:
+        """Raise ConfigError or ValueError, with the reason, if `request` cannot be answered: images for a text-only
+        model, messages the chat template refuses, a prompt that with `max_new_tokens` exceeds the model's context
+        (for image-text models, counting each image as one token), a JSON schema xgrammar cannot compile. Compiles
+        and keeps the grammar, so `generate` does not compile it again."""
+        if request.images and not self.vision:
+            raise ConfigError(
+                f"the request attaches images but {self.model!r} is a text-only model: use an image-text-to-text "
+                "model (AutoModelForImageTextToText)"
+            )
+        if request.images and not any(message.get("role") == "user" for message in request.messages):
+            raise ValueError("the request attaches images but has no user message to attach them to")
+        try:
+            prompt = self._prompt_ids(request)
+        except TemplateError as err:  # e.g. a template that requires alternating user/assistant turns
+            raise ValueError(f"the model's chat template refused these messages: {err}") from None
+        if self.max_positions is not None and len(prompt) + request.max_new_tokens > self.max_positions:
+            raise ValueError(
+                f"prompt ({len(prompt)} tokens) + max_tokens ({request.max_new_tokens}) exceed the model's context of "
+                f"{self.max_positions} tokens: shorten the messages or lower max_tokens"
+            )
+        if request.json_schema is not None and self.constrain:
+            try:
+                self._grammar(request.json_schema)
+            except ImportError:
+                raise ConfigError("JSON schemas need the `xgrammar` package (pip install xgrammar)") from None
+            except Exception as err:  # xgrammar raises RuntimeError/ValueError subclasses for invalid schemas
+                raise ConfigError(f"the JSON schema could not be compiled: {err}") from None
+
     def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, GenerationResult]]:
         """Yield (index, result) as each batch completes. Requests sharing their conversation up to the last
-        message (and their schema) form a group that reads its common prefix once; each group is batched shortest
-        prompts first. Requests with different `max_new_tokens` may share a batch: each is cut at its own."""
+        message (and whether they have a schema) form a group that reads its common prefix once; each group is
+        batched shortest prompts first. Requests with different `max_new_tokens` or schemas may share a batch: each
+        is cut at its own limit and held to its own grammar."""
         if not self.vision:
             with_images = [i for i, r in enumerate(requests) if r.images]
             if with_images:
@@ -146,7 +193,8 @@ class LocalBackend:
                 )
         groups: dict[str, list[int]] = {}
         for i, request in enumerate(requests):
-            key = json.dumps([request.json_schema, request.messages[:-1], bool(request.images)], sort_keys=True)
+            constrained = request.json_schema is not None and self.constrain  # a batch is all free or all constrained
+            key = json.dumps([constrained, request.messages[:-1], bool(request.images)], sort_keys=True)
             groups.setdefault(key, []).append(i)
         for indices in groups.values():
             if self.vision:
@@ -155,7 +203,6 @@ class LocalBackend:
                 yield from self._generate_text(indices, requests)
 
     def _generate_text(self, indices: list[int], requests: Sequence[GenerationRequest]) -> Iterator:
-        schema = requests[indices[0]].json_schema
         rows = [_Row(i, self._prompt_ids(requests[i]), requests[i].max_new_tokens) for i in indices]
         prefix_len = self._shared_prefix_length([r.ids for r in rows])
         prefix_cache = self._prefill(rows[0].ids[:prefix_len]) if prefix_len else None
@@ -180,45 +227,43 @@ class LocalBackend:
                 cache.batch_repeat_interleave(len(batch))
             new = self._decode(
                 {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device), "cache": cache},
-                schema,
+                [requests[row.index].json_schema for row in batch],
                 max(r.max_new_tokens for r in batch),
             )
             for b, row in enumerate(batch):
-                yield row.index, self._result(new[b], row.max_new_tokens)
+                yield row.index, self._result(new[b], row.max_new_tokens, len(row.ids))
 
     def _generate_vision(self, items: list[tuple[int, GenerationRequest]]) -> Iterator:
-        """Image-text batches through the processor (images opened per batch; an unreadable one fails its request)."""
-        from PIL import Image
-
+        """Image-text batches through the processor (images opened per batch; an unreadable one fails its request).
+        An image is a file path or a base64 `data:` URL."""
         for start in range(0, len(items), self.batch_size):
             batch = []
             for index, request in items[start : start + self.batch_size]:
                 try:
-                    batch.append((index, request, [Image.open(path).convert("RGB") for path in request.images]))
-                except OSError as err:
+                    batch.append((index, request, [_open_image(image) for image in request.images]))
+                except (OSError, ValueError) as err:  # a bad data URL is a ValueError (binascii.Error)
                     yield index, GenerationResult("", "error", f"cannot open image of request {index}: {err}")
             if not batch:
                 continue
-            prompts = [
-                self.processor.apply_chat_template(
-                    _multimodal(request.messages, len(images)), tokenize=False, add_generation_prompt=True
-                )
-                for _, request, images in batch
-            ]
             images = [images for _, _, images in batch if images]
-            inputs = self.processor(text=prompts, images=images or None, padding=True, return_tensors="pt")
-            schema = batch[0][1].json_schema
-            new = self._decode(inputs.to(self.device), schema, max(r.max_new_tokens for _, r, _ in batch))
+            with self._tokenizer_lock:
+                prompts = [self._prompt_text(request) for _, request, _ in batch]
+                inputs = self.processor(text=prompts, images=images or None, padding=True, return_tensors="pt")
+            schemas = [request.json_schema for _, request, _ in batch]
+            new = self._decode(inputs.to(self.device), schemas, max(r.max_new_tokens for _, r, _ in batch))
             for b, (index, request, _) in enumerate(batch):
-                yield index, self._result(new[b], request.max_new_tokens)
+                prompt_tokens = int(inputs["attention_mask"][b].sum())
+                yield index, self._result(new[b], request.max_new_tokens, prompt_tokens)
 
-    def _decode(self, inputs: dict, schema: dict | None, max_new_tokens: int) -> torch.Tensor:
-        """Greedy generation; returns only the new tokens (batch, <= max_new_tokens)."""
+    def _decode(self, inputs: dict, schemas: list[dict | None], max_new_tokens: int) -> torch.Tensor:
+        """Greedy generation, each row held to its schema (all rows have one, or none has); returns only the new
+        tokens (batch, <= max_new_tokens)."""
         processors = []
-        if schema is not None and self.constrain:
+        if schemas[0] is not None and self.constrain:
             from xgrammar.contrib.hf import LogitsProcessor as GrammarProcessor
 
-            processors.append(GrammarProcessor(self._grammar(schema)))  # one per call: it keeps matcher state
+            grammars = [self._grammar(schema) for schema in schemas]
+            processors.append(GrammarProcessor(grammars))  # one per call: it keeps matcher state
             processors.append(_BanTokens(self._control_tokens))
         config = GenerationConfig(
             max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=self.eos_ids, pad_token_id=self.pad_id
@@ -228,16 +273,29 @@ class LocalBackend:
             out = self.lm.generate(**inputs, generation_config=config, logits_processor=processors)
         return out[:, prompt_len:].cpu()
 
-    def _result(self, tokens: torch.Tensor, max_new_tokens: int) -> GenerationResult:
+    def _result(self, tokens: torch.Tensor, max_new_tokens: int, prompt_tokens: int) -> GenerationResult:
         """Text up to the first EOS; "length" when none came within the request's own `max_new_tokens`."""
         tokens = tokens[:max_new_tokens].tolist()
         stop = next((k for k, t in enumerate(tokens) if t in self.eos_ids), None)
-        text = self.tokenizer.decode(tokens[:stop], skip_special_tokens=True)
-        return GenerationResult(text=text, finish_reason="length" if stop is None else "stop")
+        with self._tokenizer_lock:
+            text = self.tokenizer.decode(tokens[:stop], skip_special_tokens=True)
+        return GenerationResult(
+            text=text,
+            finish_reason="length" if stop is None else "stop",
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(tokens[:stop]),
+        )
+
+    def _prompt_text(self, request: GenerationRequest) -> str:
+        """The request's chat-templated prompt (for an image-text model: with an image slot per image)."""
+        if self.vision:
+            messages = _multimodal(request.messages, len(request.images))
+            return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer.apply_chat_template(list(request.messages), tokenize=False, add_generation_prompt=True)
 
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
-        text = self.tokenizer.apply_chat_template(list(request.messages), tokenize=False, add_generation_prompt=True)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        with self._tokenizer_lock:
+            return self.tokenizer(self._prompt_text(request), add_special_tokens=False)["input_ids"]
 
     def _shared_prefix_length(self, prompts: list[list[int]]) -> int:
         """Length of the prompts' common token prefix, at least one token short of the shortest prompt; 0 when
@@ -264,21 +322,22 @@ class LocalBackend:
         import xgrammar as xgr
 
         key = json.dumps(schema, sort_keys=True)
-        if key not in self._grammars:
-            if self._grammar_compiler is None:
-                vocab_size = self.lm.get_output_embeddings().weight.shape[0]
-                info = xgr.TokenizerInfo.from_huggingface(
-                    self.tokenizer, vocab_size=vocab_size, stop_token_ids=self.eos_ids
+        with self._grammar_lock:
+            if key not in self._grammars:
+                if self._grammar_compiler is None:
+                    vocab_size = self.lm.get_output_embeddings().weight.shape[0]
+                    info = xgr.TokenizerInfo.from_huggingface(
+                        self.tokenizer, vocab_size=vocab_size, stop_token_ids=self.eos_ids
+                    )
+                    self._grammar_compiler = xgr.GrammarCompiler(info, max_threads=max(1, torch.get_num_threads()))
+                    # xgrammar's grammar for a string with maxLength lets raw control characters through, which JSON
+                    # forbids; compact JSON never contains one, so tokens holding any are banned outright
+                    control = [k for k, piece in enumerate(info.decoded_vocab) if any(byte < 0x20 for byte in piece)]
+                    self._control_tokens = torch.tensor(control, dtype=torch.long)
+                self._grammars[key] = self._grammar_compiler.compile_json_schema(
+                    json.dumps(schema), any_whitespace=False, strict_mode=True
                 )
-                self._grammar_compiler = xgr.GrammarCompiler(info, max_threads=max(1, torch.get_num_threads()))
-                # xgrammar's grammar for a string with maxLength lets raw control characters through, which JSON
-                # forbids; compact JSON never contains one, so tokens holding any are banned outright
-                control = [k for k, piece in enumerate(info.decoded_vocab) if any(byte < 0x20 for byte in piece)]
-                self._control_tokens = torch.tensor(control, dtype=torch.long)
-            self._grammars[key] = self._grammar_compiler.compile_json_schema(
-                json.dumps(schema), any_whitespace=False, strict_mode=True
-            )
-        return self._grammars[key]
+            return self._grammars[key]
 
     # ----- scoring -----
     def loglikelihood(self, pairs: Sequence[tuple[str, str]], *, chat: bool = False) -> list[float]:
@@ -342,6 +401,18 @@ class _BanTokens(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         scores[:, self.token_ids.to(scores.device)] = float("-inf")
         return scores
+
+
+def _open_image(image: str):
+    """A PIL RGB image from a file path or a base64 `data:` URL (what the chat server receives)."""
+    from PIL import Image
+
+    if image.startswith("data:"):
+        header, _, payload = image.partition(",")
+        if not header.endswith(";base64"):
+            raise ValueError(f"a data URL image must be base64-encoded, got {header[:40]!r}")
+        return Image.open(io.BytesIO(base64.b64decode(payload, validate=True))).convert("RGB")
+    return Image.open(image).convert("RGB")
 
 
 def _multimodal(messages: tuple[dict, ...], n_images: int) -> list[dict]:

@@ -1,14 +1,16 @@
-"""A small OpenAI-compatible chat server over one transformers model: quick local serving, and the tests' real server.
+"""A small OpenAI-compatible chat server over one local model: quick local serving, and the tests' real server.
 
     python -m deepinterestgr.mining.server --model DIR_OR_HUB_ID [--gguf-file FILE] [--port 8000] [--api-key KEY]
 
 Why not `transformers serve`: it runs here offline (with the `openai` package added) but ignores `response_format`,
-which mining needs, and it has no way to inject faults for tests. This server:
+which mining needs, and it has no way to inject faults for tests. This server is an HTTP layer over a `LocalBackend`
+(mining/local.py), which loads the model and answers: chat template, greedy decoding, xgrammar, shared-prefix reuse.
 - `POST /v1/chat/completions` (non-streaming): `messages`, `max_tokens` / `max_completion_tokens`, and
   `response_format` as OpenAI's `{"type": "json_schema", "json_schema": {"schema": ...}}` or TGI's
   `{"type": "json_object", "value": schema}` (what `huggingface_hub.InferenceClient` sends to a `base_url`),
-  enforced with xgrammar. Greedy decoding. Requests that arrive together are batched into one `generate` call,
-  so concurrent clients gain throughput.
+  enforced with xgrammar. Image-text models also take `image_url` parts (base64 data URLs) in the last user message.
+  Requests that arrive together are batched into one `LocalBackend.generate` call, so concurrent clients gain
+  throughput.
 - `GET /v1/models`, `GET /health`, `GET /stats` (request counters, used by tests and benchmarks).
 - `--test-faults` (tests only) enables `POST /test/faults`, which makes the next chat requests fail with a status
   or wait before answering.
@@ -19,8 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -31,10 +31,11 @@ from typing import Any, Literal
 import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from jinja2 import TemplateError
 from pydantic import BaseModel, ConfigDict, Field
 
-from deepinterestgr.offline_models import resolve_causal_lm
+from deepinterestgr.errors import ConfigError
+from deepinterestgr.mining.backends import GenerationRequest, GenerationResult
+from deepinterestgr.mining.local import LocalBackend
 
 
 class ChatMessage(BaseModel):
@@ -73,110 +74,8 @@ class RequestError(Exception):
 
 @dataclass
 class _Job:
-    prompt: str
-    max_tokens: int
-    grammar: Any  # xgrammar.CompiledGrammar, or None for free text
+    request: GenerationRequest
     future: asyncio.Future = field(repr=False)
-
-
-class ChatModel:
-    """One causal LM and its tokenizer, answering batches of chat prompts greedily (optionally grammar-constrained)."""
-
-    def __init__(self, name: str, gguf_file: str | None = None, chat_template: str | None = None) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        path, gguf_file = resolve_causal_lm(name, gguf_file)
-        gguf = {"gguf_file": gguf_file} if gguf_file else {}
-        self.name = name
-        self.tokenizer = AutoTokenizer.from_pretrained(path, **gguf)
-        self.model = AutoModelForCausalLM.from_pretrained(path, **gguf).eval()
-        if chat_template is not None:
-            self.tokenizer.chat_template = chat_template
-        if not self.tokenizer.chat_template:
-            raise SystemExit(
-                f"model {name!r}: its tokenizer has no chat template; serve an instruct/chat model "
-                "or pass --chat-template FILE (a Jinja chat template)"
-            )
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        eos = self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id
-        self.eos_ids = {eos} if isinstance(eos, int) else set(eos or [])
-        self.max_positions: int | None = getattr(self.model.config, "max_position_embeddings", None)
-        self._compiler = None
-        self._tokenizer_lock = threading.Lock()  # a fast tokenizer must not encode on two threads at once
-
-    def prompt(self, messages: list[dict[str, Any]], max_tokens: int) -> str:
-        """The chat-templated prompt; refused (400) when it and `max_tokens` do not fit the model's context."""
-        try:
-            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        except TemplateError as err:  # e.g. a template that requires alternating user/assistant turns
-            raise RequestError(400, f"the model's chat template refused these messages: {err}") from None
-        if self.max_positions is not None:
-            with self._tokenizer_lock:
-                length = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-            if length + max_tokens > self.max_positions:
-                raise RequestError(
-                    400,
-                    f"prompt ({length} tokens) + max_tokens ({max_tokens}) exceed the model's context of "
-                    f"{self.max_positions} tokens: shorten the messages or lower max_tokens",
-                )
-        return text
-
-    def compile_schema(self, schema: dict[str, Any]) -> Any:
-        """The xgrammar grammar for JSON `schema` (compiled once per distinct schema: xgrammar caches it)."""
-        try:
-            import xgrammar as xgr
-        except ImportError:
-            raise RequestError(
-                400, "this server needs the `xgrammar` package to honour response_format (pip install xgrammar)"
-            ) from None
-        with self._tokenizer_lock:
-            if self._compiler is None:
-                info = xgr.TokenizerInfo.from_huggingface(
-                    self.tokenizer, vocab_size=self.model.config.vocab_size, stop_token_ids=sorted(self.eos_ids)
-                )
-                self._compiler = xgr.GrammarCompiler(info, max_threads=1)
-        try:
-            return self._compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
-        except Exception as err:  # xgrammar raises RuntimeError/ValueError subclasses for invalid schemas
-            raise RequestError(400, f"response_format schema could not be compiled: {err}") from None
-
-    @torch.inference_mode()
-    def generate(self, prompts: list[str], max_tokens: list[int], grammars: list[Any] | None) -> list[dict]:
-        """Answer `prompts` in one batch: per prompt its text, finish reason ("stop"/"length") and token counts."""
-        with self._tokenizer_lock:
-            encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        processors = []
-        if grammars is not None:
-            import xgrammar as xgr
-
-            processors.append(xgr.contrib.hf.LogitsProcessor(grammars))
-        output = self.model.generate(
-            **encoded,
-            max_new_tokens=max(max_tokens),
-            do_sample=False,
-            logits_processor=processors,
-            pad_token_id=self.tokenizer.pad_token_id,
-        )
-        width = encoded["input_ids"].shape[1]
-        answers = []
-        for row, limit in enumerate(max_tokens):
-            tokens = output[row, width:][:limit].tolist()
-            stop = next((i for i, token in enumerate(tokens) if token in self.eos_ids), None)
-            finish = "stop" if stop is not None or len(tokens) < limit else "length"
-            tokens = tokens[:stop]
-            with self._tokenizer_lock:
-                text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-            answers.append(
-                {
-                    "text": text,
-                    "finish_reason": finish,
-                    "prompt_tokens": int(encoded["attention_mask"][row].sum()),
-                    "completion_tokens": len(tokens),
-                }
-            )
-        return answers
 
 
 def _schema_of(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -199,18 +98,34 @@ def _schema_of(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
     return schema
 
 
-def _messages(request: ChatRequest) -> list[dict[str, str]]:
-    """Chat messages with text content only (list content: text parts joined); images are refused."""
-    messages = []
-    for message in request.messages:
+def _messages(request: ChatRequest, vision: bool) -> tuple[tuple[dict[str, str], ...], tuple[str, ...]]:
+    """Chat messages with text content (list content: text parts joined), and the images of `image_url` parts.
+
+    A text-only model refuses image parts; an image-text model takes base64 data URLs in the last user message
+    (where `LocalBackend` puts a request's images)."""
+    allowed = {"text", "image_url"} if vision else {"text"}
+    last_user = max((k for k, message in enumerate(request.messages) if message.role == "user"), default=-1)
+    messages, images = [], []
+    for k, message in enumerate(request.messages):
         content = message.content
         if isinstance(content, list):
-            kinds = {part.get("type") for part in content} - {"text"}
+            kinds = {str(part.get("type")) for part in content} - allowed
             if kinds:
-                raise RequestError(400, f"this server serves a text-only model; content parts {sorted(kinds)} refused")
-            content = "".join(part.get("text", "") for part in content)
+                served = "an image-text model" if vision else "a text-only model"
+                raise RequestError(400, f"this server serves {served}; content parts {sorted(kinds)} refused")
+            for part in content:
+                if part.get("type") != "image_url":
+                    continue
+                image = part.get("image_url")
+                url = image.get("url") if isinstance(image, dict) else image
+                if k != last_user:
+                    raise RequestError(400, "image_url parts are accepted in the last user message only")
+                if not isinstance(url, str) or not url.startswith("data:"):
+                    raise RequestError(400, "this server fetches no image URLs: send images as base64 data URLs")
+                images.append(url)
+            content = "".join(part.get("text", "") for part in content if part.get("type") == "text")
         messages.append({"role": message.role, "content": content or ""})
-    return messages
+    return tuple(messages), tuple(images)
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -219,44 +134,38 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def build_app(
-    chat_model: ChatModel,
-    *,
-    api_key: str | None = None,
-    max_batch_size: int = 8,
-    default_max_tokens: int = 256,
-    test_faults: bool = False,
+    backend: LocalBackend, *, api_key: str | None = None, default_max_tokens: int = 256, test_faults: bool = False
 ) -> FastAPI:
-    """The FastAPI app serving `chat_model`; one background task batches queued requests into `generate` calls."""
+    """The FastAPI app serving `backend`; one background task hands queued requests, up to `backend.batch_size` at a
+    time, to `backend.generate` on a worker thread."""
     stats = {"requests": 0, "answered": 0, "rejected": 0, "injected_failures": 0, "json_schema": 0, "batches": 0}
     faults = Faults()
     queue: asyncio.Queue[_Job] = asyncio.Queue()
 
+    def settle(future: asyncio.Future, result: GenerationResult) -> None:
+        if not future.done():  # the client may have gone away
+            future.set_result(result)
+
+    def answer(jobs: list[_Job], loop: asyncio.AbstractEventLoop) -> None:
+        """On a worker thread: each answer goes back to its request as soon as its batch is done."""
+        for index, result in backend.generate([job.request for job in jobs]):
+            loop.call_soon_threadsafe(settle, jobs[index].future, result)
+
     async def batcher() -> None:
         while True:
             jobs = [await queue.get()]
-            while len(jobs) < max_batch_size and not queue.empty():
+            while len(jobs) < backend.batch_size and not queue.empty():
                 jobs.append(queue.get_nowait())
             jobs = [job for job in jobs if not job.future.done()]  # drop requests whose client went away
-            for constrained in (False, True):  # free-text rows and grammar rows go in separate generate calls
-                group = [job for job in jobs if (job.grammar is not None) == constrained]
-                if not group:
-                    continue
-                stats["batches"] += 1
-                try:
-                    answers = await asyncio.to_thread(
-                        chat_model.generate,
-                        [job.prompt for job in group],
-                        [job.max_tokens for job in group],
-                        [job.grammar for job in group] if constrained else None,
-                    )
-                except Exception as err:  # a failed batch fails its requests, not the server
-                    for job in group:
-                        if not job.future.done():
-                            job.future.set_exception(err)
-                    continue
-                for job, answer in zip(group, answers, strict=True):
-                    if not job.future.done():  # the client may have gone away
-                        job.future.set_result(answer)
+            if not jobs:
+                continue
+            stats["batches"] += 1
+            try:
+                await asyncio.to_thread(answer, jobs, asyncio.get_running_loop())
+            except Exception as err:  # a failed batch fails its unanswered requests, not the server
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(err)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -264,7 +173,7 @@ def build_app(
         yield
         task.cancel()
 
-    app = FastAPI(title=f"deepinterestgr chat server: {chat_model.name}", lifespan=lifespan)
+    app = FastAPI(title=f"deepinterestgr chat server: {backend.model}", lifespan=lifespan)
 
     @app.get("/health")
     async def health() -> dict:
@@ -272,11 +181,11 @@ def build_app(
 
     @app.get("/stats")
     async def get_stats() -> dict:
-        return {**stats, "queued": queue.qsize()}
+        return {**stats, "queued": queue.qsize(), "prefix_tokens_reused": backend.prefix_tokens_reused}
 
     @app.get("/v1/models")
     async def models() -> dict:
-        return {"object": "list", "data": [{"id": chat_model.name, "object": "model", "owned_by": "deepinterestgr"}]}
+        return {"object": "list", "data": [{"id": backend.model, "object": "model", "owned_by": "deepinterestgr"}]}
 
     if test_faults:
 
@@ -299,49 +208,54 @@ def build_app(
             stats["rejected"] += 1
             return _error(401, "missing or wrong API key (send 'Authorization: Bearer <key>')")
         try:
-            request = ChatRequest.model_validate(await http_request.json())
-            if request.stream:
+            chat_request = ChatRequest.model_validate(await http_request.json())
+            if chat_request.stream:
                 raise RequestError(400, "streaming is not supported by this server: send stream=false")
-            schema = _schema_of(request.response_format)
-            limit = request.max_completion_tokens or request.max_tokens or default_max_tokens
-            prompt = await asyncio.to_thread(chat_model.prompt, _messages(request), limit)
-            grammar = None
-            if schema is not None:
-                stats["json_schema"] += 1
-                grammar = await asyncio.to_thread(chat_model.compile_schema, schema)
+            schema = _schema_of(chat_request.response_format)
+            messages, images = _messages(chat_request, backend.vision)
+            limit = chat_request.max_completion_tokens or chat_request.max_tokens or default_max_tokens
+            request = GenerationRequest(messages, json_schema=schema, max_new_tokens=limit, images=images)
+            stats["json_schema"] += schema is not None
+            try:  # refused here with a 400, rather than failing the batch it would join
+                await asyncio.to_thread(backend.check_request, request)
+            except ValueError as err:  # ConfigError is one too
+                raise RequestError(400, str(err)) from None
         except RequestError as err:
             stats["rejected"] += 1
             return _error(err.status, str(err))
         except (ValueError, TypeError) as err:  # pydantic ValidationError is a ValueError; bad JSON too
             stats["rejected"] += 1
             return _error(400, f"invalid chat request: {err}")
-        job = _Job(prompt, limit, grammar, asyncio.get_running_loop().create_future())
+        job = _Job(request, asyncio.get_running_loop().create_future())
         await queue.put(job)
         try:
-            answer = await job.future
+            result: GenerationResult = await job.future
         except Exception as err:
             return _error(500, f"generation failed: {type(err).__name__}: {err}")
+        if result.finish_reason == "error":  # an image that cannot be read
+            stats["rejected"] += 1
+            return _error(400, result.error or "the request could not be answered")
         stats["answered"] += 1
-        completion, prompt_tokens = answer["completion_tokens"], answer["prompt_tokens"]
+        prompt_tokens, completion_tokens = result.prompt_tokens or 0, result.completion_tokens or 0
         return JSONResponse(
             {
                 "id": f"chatcmpl-{uuid.uuid4().hex}",
                 "object": "chat.completion",
                 "created": int(time.time()),
-                "model": chat_model.name,
+                "model": backend.model,
                 "system_fingerprint": "deepinterestgr",
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": answer["text"]},
-                        "finish_reason": answer["finish_reason"],
+                        "message": {"role": "assistant", "content": result.text},
+                        "finish_reason": result.finish_reason,
                         "logprobs": None,
                     }
                 ],
                 "usage": {
                     "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion,
-                    "total_tokens": prompt_tokens + completion,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
                 },
             }
         )
@@ -354,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     parser = argparse.ArgumentParser(prog="python -m deepinterestgr.mining.server", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="model folder or Hub id (a causal LM with a chat template)")
+    parser.add_argument("--model", required=True, help="model folder or Hub id (a chat model, or --chat-template)")
     parser.add_argument("--gguf-file", default=None, help="GGUF file inside --model to load")
     parser.add_argument("--chat-template", default=None, help="file with a Jinja chat template, if the model has none")
     parser.add_argument("--host", default="127.0.0.1")
@@ -362,20 +276,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on chat requests")
     parser.add_argument("--max-batch-size", type=int, default=8, help="requests answered together in one generate")
     parser.add_argument("--max-tokens", type=int, default=256, help="answer length when a request sets none")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--test-faults", action="store_true", help="tests only: enable POST /test/faults")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     template = Path(args.chat_template).read_text(encoding="utf-8") if args.chat_template else None
-    chat_model = ChatModel(args.model, args.gguf_file, template)
-    app = build_app(
-        chat_model,
-        api_key=args.api_key,
-        max_batch_size=args.max_batch_size,
-        default_max_tokens=args.max_tokens,
-        test_faults=args.test_faults,
-    )
+    try:
+        backend = LocalBackend(
+            args.model,
+            gguf_file=args.gguf_file,
+            batch_size=args.max_batch_size,
+            device=args.device,
+            chat_template=template,
+        )
+    except ConfigError as err:
+        raise SystemExit(str(err)) from None
+    app = build_app(backend, api_key=args.api_key, default_max_tokens=args.max_tokens, test_faults=args.test_faults)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
