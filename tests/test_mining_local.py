@@ -14,10 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     CLIPVisionConfig,
-    LlamaConfig,
     LlamaForCausalLM,
     LlavaConfig,
     LlavaForConditionalGeneration,
@@ -43,15 +41,10 @@ from deepinterestgr.mining.schema import (
     parse_label,
 )
 from deepinterestgr.offline_models import SMOLLM2_INSTALL, smollm2_gguf
+from tests.tiny_chat import CHAT_TEMPLATE, tiny_chat_lm, tiny_chat_tokenizer, tiny_text_config
 
 torch.set_num_threads(1)
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' }}"
-    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
-    "{% if c['type'] == 'image' %}{{ '<image>' }}{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
-    "{{ '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 ITEMS = [
     {"item_id": "a", "brand": "Alba Botanica", "categories": ["Skin Care", "Face", "Toners & Astringents"]},
     {"item_id": "b", "brand": None, "categories": ["Hair Care", "Styling Products"]},
@@ -60,51 +53,14 @@ ITEMS = [
 ]
 
 
-def _tokenizer() -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer (any text encodes) with ChatML special tokens and a chat template."""
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<pad>", "<|im_start|>", "<|im_end|>", "<image>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    corpus = [DEFAULT_TEMPLATES.dcim_system, *(e.answer(reasoning=True) for e in DEFAULT_TEMPLATES.examples)]
-    bpe.train_from_iterator(corpus * 3, trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        eos_token="<|im_end|>",
-        pad_token="<pad>",
-        chat_template=CHAT_TEMPLATE,
-        extra_special_tokens={"image_token": "<image>"},
-    )
-
-
-def _text_config(tokenizer) -> LlamaConfig:
-    return LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=None,
-    )
-
-
 @pytest.fixture(scope="module")
 def tokenizer() -> PreTrainedTokenizerFast:
-    return _tokenizer()
+    return tiny_chat_tokenizer()
 
 
 @pytest.fixture(scope="module")
 def tiny_lm(tokenizer) -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    return LlamaForCausalLM(_text_config(tokenizer)).eval()
+    return tiny_chat_lm(tokenizer)
 
 
 def _backend(lm, tokenizer, **options) -> LocalBackend:
@@ -196,7 +152,7 @@ def test_text_backend_refuses_images_and_models_without_chat_template(tiny_lm, t
     request = dataclasses.replace(DEFAULT_TEMPLATES.descriptors_request(ITEMS[0]), images=("photo.png",))
     with pytest.raises(ConfigError, match=r"requests \[0\] attach images but 'tiny-llama' is a text-only model"):
         list(_backend(tiny_lm, tokenizer).generate([request]))
-    bare = _tokenizer()
+    bare = tiny_chat_tokenizer()
     bare.chat_template = None
     with pytest.raises(ConfigError, match="has no chat template"):
         _backend(tiny_lm, bare)
@@ -209,7 +165,7 @@ def _sample_image() -> Path:
 
 
 def test_caption_from_a_tiny_image_text_model(tmp_path):
-    tokenizer = _tokenizer()
+    tokenizer = tiny_chat_tokenizer()
     try:
         from transformers import CLIPImageProcessorPil as ImageProcessor  # no torchvision needed
     except ImportError:
@@ -228,7 +184,7 @@ def test_caption_from_a_tiny_image_text_model(tmp_path):
     )
     config = LlavaConfig(
         vision_config=vision,
-        text_config=_text_config(tokenizer),
+        text_config=tiny_text_config(tokenizer),
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         vision_feature_select_strategy="default",
         vision_feature_layer=-1,

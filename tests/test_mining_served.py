@@ -26,48 +26,12 @@ import pytest
 from deepinterestgr.mining.backends import GenerationRequest, GenerationResult
 from deepinterestgr.mining.cache import AnswerCache, answer_all
 from deepinterestgr.mining.served import ServedBackend
+from tests.tiny_chat import build_tiny_chat_model
 
 API_KEY = "test-key-not-a-secret"
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 SERVER_ENV = {**ENV, "HF_HUB_OFFLINE": "1"}  # the server loads its model from a folder; clients must not be offline
 CLIENT_ENV = {key: value for key, value in ENV.items() if key not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-
-
-def build_tiny_chat_model(folder: Path) -> Path:
-    """A real (random-weight) Llama with a byte-level BPE tokenizer and a ChatML template, saved like any model."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    torch.manual_seed(0)
-    byte_vocab = {symbol: i for i, symbol in enumerate(pre_tokenizers.ByteLevel.alphabet())}
-    backend = Tokenizer(models.BPE(vocab=byte_vocab, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, chat_template=CHAT_TEMPLATE)
-    tokenizer.add_special_tokens(
-        {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|pad|>"}  # type: ignore[dict-item]
-    )
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def free_port() -> int:
@@ -79,7 +43,9 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a running chat server over the tiny model; stopped at teardown."""
-    model_dir = build_tiny_chat_model(tmp_path_factory.mktemp("tiny-chat-model"))
+    # one byte, one token and a 512-token context: the "prompt too long" test knows exactly what exceeds it
+    folder = tmp_path_factory.mktemp("tiny-chat-model")
+    model_dir = build_tiny_chat_model(folder, trained=False, max_position_embeddings=512)
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     command = [sys.executable, "-m", "deepinterestgr.mining.server", "--model", str(model_dir), "--port", str(port)]

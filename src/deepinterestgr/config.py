@@ -27,6 +27,54 @@ class DataConfig(BaseModel):
     max_history: int | None = Field(50, ge=1, description="Keep the last N items of each valid/test history.")
 
 
+class BackendSpec(BaseModel):
+    """A model that answers mining prompts: local (transformers, on this machine) or served (OpenAI-compatible)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["local", "served"] = Field("local", description="Run the model here, or call an endpoint.")
+    model: str = Field(
+        "HuggingFaceTB/SmolLM2-135M-Instruct", description="Hub id or folder (local); model name (served)."
+    )
+    gguf_file: str | None = Field(None, description="local: GGUF file inside `model`.")
+    base_url: str | None = Field(None, description="served: the endpoint, e.g. http://127.0.0.1:8000/v1.")
+    batch_size: int = Field(8, ge=1, description="local: prompts per generate call.")
+    concurrency: int = Field(4, ge=1, description="served: requests in flight.")
+    timeout: float = Field(60.0, gt=0, description="served: seconds per request.")
+
+
+class MineConfig(BaseModel):
+    """Deep interest mining (the mine stage): captions, intent descriptors, user interests."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="Run mine and judge in `deepinterestgr pipeline`.")
+    backends: list[BackendSpec] = Field(
+        default_factory=lambda: [BackendSpec()], description="One model (DCIM) or several (MLIM, merged)."
+    )
+    captioner: BackendSpec | None = Field(None, description="An image-text-to-text model for CMSA captions.")
+    reasoning: bool = Field(False, description="MLIM chain-of-thought prompts instead of DCIM.")
+    bundled: bool = Field(False, description="Use the bundled sample's mined and judged columns.")
+    live_items: int = Field(0, ge=0, description="With `bundled`: re-mine this many items live and compare.")
+    user_interests: bool = Field(False, description="Also mine each user's interests from the train split.")
+    retry_failed: bool = Field(False, description="Ask again the prompts whose stored answers failed.")
+
+
+class JudgeConfig(BaseModel):
+    """Labels of the mined descriptors and item quality q_i (the judge stage)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["grounding", "llm", "classifier"] = Field(
+        "grounding", description="grounding (small local models), llm (the 0/1 prompt), classifier (RLDI)."
+    )
+    backend: BackendSpec | None = Field(None, description="Judge model; empty = the first mining backend.")
+    threshold: float = Field(
+        1.25, description="grounding: per-token score above which a descriptor is labelled 1 (calibrated for SmolLM2)."
+    )
+    classifier: str | None = Field(None, description="classifier: folder of a trained RLDI classifier.")
+
+
 class EmbedConfig(BaseModel):
     """How item text (and interactions) become the vector that is quantized (the embed stage)."""
 
@@ -39,6 +87,9 @@ class EmbedConfig(BaseModel):
     )
     collaborative_dim: int = Field(128, ge=2, description="Size of the collaborative embedding.")
     collaborative_weight: float = Field(2.0, gt=0, description="Scale of the collaborative part in the fusion.")
+    descriptors: Literal["none", "all", "positive"] = Field(
+        "positive", description="Mined descriptors in the enriched text: none, all, or those judged 1."
+    )
 
 
 class QuantizeConfig(BaseModel):
@@ -75,6 +126,8 @@ class PipelineConfig(BaseModel):
 
     output_dir: str = Field("runs/quickstart", description="Folder for every artifact (relative to the CWD).")
     data: DataConfig = Field(default_factory=DataConfig)
+    mine: MineConfig = Field(default_factory=MineConfig)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
     sft: RecommenderSFTArguments = Field(default_factory=RecommenderSFTArguments)

@@ -11,7 +11,16 @@ from deepinterestgr.config import PipelineConfig
 from deepinterestgr.data.prepare import prepare
 from deepinterestgr.data.prepared import PreparedData
 from deepinterestgr.data.stats import stats_table
-from deepinterestgr.stages import quality_table, run_embed, run_evaluate, run_grpo, run_quantize, run_sft
+from deepinterestgr.stages import (
+    quality_table,
+    run_embed,
+    run_evaluate,
+    run_grpo,
+    run_judge,
+    run_mine,
+    run_quantize,
+    run_sft,
+)
 
 
 def run_pipeline(config: PipelineConfig, *, console: Console | None = None) -> Path:
@@ -32,11 +41,27 @@ def run_pipeline(config: PipelineConfig, *, console: Console | None = None) -> P
         data.save_to_disk(prepared_dir)
     console.print(stats_table(data.stats(), title=f"prepared: {data.source.get('path')}"))
 
+    items_dir = None
+    if config.mine.enabled:
+        mined_dir, judged_dir = out / "mined", out / "judged"
+        if stage_done(mined_dir):
+            console.print(f"[bold]mine[/]: done already ({mined_dir}), skipping")
+        else:
+            what = "bundled columns" if config.mine.bundled else ", ".join(b.model for b in config.mine.backends)
+            console.print(f"[bold]mine[/]: deep interests ({what})")
+            run_mine(prepared_dir, mined_dir, config.mine, console=console)
+        if stage_done(judged_dir):
+            console.print(f"[bold]judge[/]: done already ({judged_dir}), skipping")
+        else:
+            console.print(f"[bold]judge[/]: descriptor labels and item quality ({config.judge.method})")
+            run_judge(mined_dir, judged_dir, config.judge, config.mine, console=console)
+        items_dir = judged_dir
+
     if stage_done(embedded_dir):
         console.print(f"[bold]embed[/]: done already ({embedded_dir}), skipping")
     else:
-        console.print("[bold]embed[/]: item text -> embeddings")
-        run_embed(prepared_dir, embedded_dir, config.embed, console=console)
+        console.print(f"[bold]embed[/]: item text -> embeddings (descriptors: {config.embed.descriptors})")
+        run_embed(prepared_dir, embedded_dir, config.embed, console=console, items_dir=items_dir)
 
     if stage_done(sid_dir):
         console.print(f"[bold]quantize[/]: done already ({sid_dir}), skipping")

@@ -9,8 +9,10 @@ from datasets import Dataset
 
 from deepinterestgr.embedding.collaborative import collaborative_embeddings
 from deepinterestgr.embedding.text import TEXT_COLUMNS, embed_texts, item_text
+from deepinterestgr.errors import ConfigError, DataError
 
 Collaborative = Literal["auto", "on", "off"]
+DescriptorUse = Literal["none", "all", "positive"]
 THIN_TEXT_RATIO = 0.95  # below this share of distinct texts per item, text alone cannot give distinct SIDs
 
 
@@ -23,6 +25,22 @@ def wants_collaborative(texts: list[str], mode: Collaborative) -> bool:
     return mode == "on"
 
 
+def _kept_descriptors(items: Dataset, use: DescriptorUse) -> list[list[str]]:
+    if use not in ("none", "all", "positive"):
+        raise ConfigError(f"descriptors must be 'none', 'all' or 'positive', got {use!r}")
+    if use == "none" or "descriptors" not in items.column_names:
+        return [[] for _ in range(len(items))]
+    if use == "all":
+        return [list(d or []) for d in items["descriptors"]]
+    if "descriptor_labels" not in items.column_names:
+        raise DataError("items: descriptors are not judged (no `descriptor_labels`); run `deepinterestgr judge`, "
+                        "or embed with descriptors: all")  # fmt: skip
+    return [
+        [d for d, y in zip(ds or [], ys or [], strict=True) if y == 1]
+        for ds, ys in zip(items["descriptors"], items["descriptor_labels"], strict=True)
+    ]
+
+
 def embed_items(
     items: Dataset,
     train_sequences: list[list[str]] | None = None,
@@ -32,6 +50,7 @@ def embed_items(
     collaborative: Collaborative = "auto",
     collaborative_dim: int = 128,
     collaborative_weight: float = 2.0,
+    descriptors: DescriptorUse = "positive",
     seed: int = 42,
     show_progress: bool = True,
 ) -> Dataset:
@@ -39,8 +58,11 @@ def embed_items(
 
     `embedding` is `[text; w * collaborative]` when the collaborative signal is used, else the text embedding.
     The collaborative part is learned from `train_sequences` only (the train split), never from valid/test.
+    `descriptors`: which mined descriptors enrich the text: none, all, or only those the judge labelled 1.
     """
-    rows = items.select_columns([c for c in items.column_names if c in TEXT_COLUMNS])
+    rows = items.select_columns([c for c in items.column_names if c in TEXT_COLUMNS]).to_list()
+    for row, kept in zip(rows, _kept_descriptors(items, descriptors), strict=True):
+        row["descriptors"] = kept
     texts = [item_text(row) for row in rows]
     text_vectors = embed_texts(texts, model=model, batch_size=batch_size, show_progress=show_progress)
     items = items.add_column("embedding_text", texts).add_column("text_embedding", list(text_vectors))
