@@ -65,19 +65,53 @@ def prepare(
 
 @app.command()
 @user_errors
+def mine(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline YAML (its `mine` section is used).")],
+) -> None:
+    """Mine deep interests of the config's prepared items (captions, descriptors, user interests); resumable."""
+    from deepinterestgr.config import PipelineConfig
+    from deepinterestgr.stages import run_mine
+
+    pipeline_config = PipelineConfig.from_yaml(config)
+    out = Path(pipeline_config.output_dir)
+    console.print(f"saved to {run_mine(out / 'prepared', out / 'mined', pipeline_config.mine, console=console)}")
+
+
+@app.command()
+@user_errors
+def judge(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline YAML (its `judge` section is used).")],
+) -> None:
+    """Label the mined descriptors 0/1 and compute each item's quality q_i; resumable."""
+    from deepinterestgr.config import PipelineConfig
+    from deepinterestgr.stages import run_judge
+
+    cfg = PipelineConfig.from_yaml(config)
+    out = Path(cfg.output_dir)
+    console.print(f"saved to {run_judge(out / 'mined', out / 'judged', cfg.judge, cfg.mine, console=console)}")
+
+
+@app.command()
+@user_errors
 def embed(
     data: Annotated[Path, typer.Option("--data", "-d", help="Folder written by `prepare`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the embedded items.")],
     model: Annotated[str | None, typer.Option(help="sentence-transformers id or folder (default: MiniLM).")] = None,
     collaborative: Annotated[str, typer.Option(help="auto | on | off: fuse a train-interaction embedding.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Texts per encoder batch.")] = 128,
+    items: Annotated[
+        Path | None, typer.Option("--items", "-i", help="Mined items (`judge` or `mine` output); default: prepared.")
+    ] = None,
+    descriptors: Annotated[str, typer.Option(help="none | all | positive: descriptors in the text.")] = "positive",
 ) -> None:
     """Embed each item's enriched text (plus collaborative signal) into the `embedding` column."""
     from deepinterestgr.config import EmbedConfig
     from deepinterestgr.stages import run_embed
 
-    config = _validated(EmbedConfig, model=model, collaborative=collaborative, batch_size=batch_size)
-    console.print(f"saved to {run_embed(data, out, config, console=console)}")
+    config = _validated(
+        EmbedConfig, model=model, collaborative=collaborative, batch_size=batch_size, descriptors=descriptors
+    )
+    console.print(f"saved to {run_embed(data, out, config, console=console, items_dir=items)}")
 
 
 @app.command()
@@ -146,6 +180,36 @@ def evaluate(
 
     config = _validated(EvaluateSection, split=split, num_beams=num_beams, max_users=max_users)
     run_evaluate(model, data, out, config, console=console)
+
+
+@app.command()
+@user_errors
+def push(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Pipeline YAML (its output_dir).")] = None,
+    run: Annotated[Path | None, typer.Option("--run", "-r", help="Run folder (instead of --config).")] = None,
+    namespace: Annotated[str | None, typer.Option(help="User or organisation (default: the token's user).")] = None,
+    name: Annotated[str | None, typer.Option(help="Repo name prefix (default: the run folder's name).")] = None,
+    private: Annotated[bool, typer.Option("--private", help="Create the repos private.")] = False,
+    revision: Annotated[str | None, typer.Option(help="Branch to commit to (created if missing).")] = None,
+    allow_missing_metrics: Annotated[
+        bool, typer.Option("--allow-missing-metrics", help="Push a recommender that was never evaluated.")
+    ] = False,
+) -> None:
+    """Push the run's dataset, SID tokenizer and recommender to the Hub with cards, one commit each (token from
+    HF_TOKEN or `hf auth login`)."""
+    from deepinterestgr.config import PipelineConfig
+    from deepinterestgr.errors import ConfigError
+    from deepinterestgr.hub import push_run
+
+    if (config is None) == (run is None):
+        raise ConfigError("give --config or --run (one of them): the pipeline config or the run folder to push")
+    folder = Path(PipelineConfig.from_yaml(config).output_dir) if config else run
+    pushed = push_run(
+        folder, namespace, name=name, private=private or None, revision=revision,
+        allow_missing_metrics=allow_missing_metrics,
+    )  # fmt: skip
+    for kind, commit in pushed.items():
+        console.print(f"{kind}: {commit.repo_url.url} @ {commit.oid}", highlight=False, soft_wrap=True)
 
 
 def _validated(model_cls, **values):

@@ -138,15 +138,31 @@ class GenerativeRecommender:
             templates=PromptTemplates(**config["templates"]),
         )
 
-    def push_to_hub(self, repo_id: str, *, private: bool | None = None, commit_message: str | None = None) -> str:
-        """Save to a temporary folder and upload it as one commit; returns the commit URL."""
-        from huggingface_hub import HfApi
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        metrics: dict | str | os.PathLike | None = None,
+        allow_missing_metrics: bool = False,
+        private: bool | None = None,
+        token: str | None = None,
+        revision: str | None = None,
+        commit_message: str | None = None,
+    ):
+        """Save to a temporary folder and push it with its model card as ONE commit; returns the `CommitInfo`
+        (a str, the commit URL; `.oid` is the sha). `metrics`: the evaluator's metrics.json (path or dict), which
+        the card shows; without it the push is refused unless `allow_missing_metrics`. See `deepinterestgr.hub`."""
+        from deepinterestgr.hub import push_recommender
 
-        api = HfApi()
-        api.create_repo(repo_id, private=private, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp)
-            info = api.upload_folder(
-                repo_id=repo_id, folder_path=tmp, commit_message=commit_message or "Upload GenerativeRecommender"
+            return push_recommender(
+                tmp,
+                repo_id,
+                metrics=metrics,
+                allow_missing_metrics=allow_missing_metrics,
+                private=private,
+                token=token,
+                revision=revision,
+                commit_message=commit_message,
             )
-        return str(info)
