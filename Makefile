@@ -19,16 +19,20 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The quickstart pipeline, then the Space over its artifacts on 127.0.0.1:7860 (Ctrl-C stops it). The Mine tab runs
+# the offline SmolLM2-135M-Instruct on this machine.
 demo: $(STAMP)
 	$(BIN)/deepinterestgr pipeline --config configs/quickstart.yaml
+	DEEPINTERESTGR_RUN=runs/quickstart DEEPINTERESTGR_MINER=local:HuggingFaceTB/SmolLM2-135M-Instruct \
+		GRADIO_SERVER_NAME=127.0.0.1 $(BIN)/python spaces/deepinterestgr/app.py
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks spaces
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks spaces
+	$(BIN)/ruff format --check src tests benchmarks spaces
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
