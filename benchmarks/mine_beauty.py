@@ -1,6 +1,8 @@
 """Mine and judge every Amazon Beauty item (brand + category text) with SmolLM2-135M-Instruct on this machine.
 
-Resumable: answers are cached in `--out/cache.sqlite`; kill it at any time and run it again. Writes the mined and
+Resumable: answers are cached in `--out/cache.sqlite`; kill it at any time and run it again. The answers so far are
+committed as `benchmarks/data/beauty_mining_answers.jsonl.gz` (`--export-only` writes it from the cache; every run
+merges it into the cache first), so a new machine resumes from the last commit. Writes the mined and
 judged items as parquet (`--out/beauty_mined.parquet`), the failures (`failures.jsonl`) and a report with items/s,
 schema-valid rate, descriptors per item, the share of descriptors that only repeat the item's own words, and the
 positive-label rate of each judge (LLM 0/1 prompt, grounding score, RLDI classifier trained on the grounding labels).
@@ -31,6 +33,8 @@ from deepinterestgr.mining.judge import (
 from deepinterestgr.mining.local import LocalBackend
 from deepinterestgr.mining.miner import mine_items
 
+ANSWERS = Path(__file__).resolve().parent / "data" / "beauty_mining_answers.jsonl.gz"
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -42,7 +46,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threshold", type=float, default=1.25, help="per-token grounding score for label 1")
+    parser.add_argument("--answers", type=Path, default=ANSWERS, help="committed answers, merged into the cache")
+    parser.add_argument("--export-only", action="store_true", help="write --answers from the cache and stop")
     args = parser.parse_args()
+    if args.export_only:
+        with AnswerCache(args.out / "cache.sqlite") as cache:
+            print(f"{cache.export_jsonl(args.answers)} answers written to {args.answers}")
+        return
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     items = prepare("p5", args.beauty).items
@@ -50,6 +60,8 @@ def main() -> None:
         items = items.select(range(args.limit))
     backend = LocalBackend(batch_size=args.batch_size)
     with AnswerCache(args.out / "cache.sqlite") as cache:
+        if args.answers.is_file():
+            print(f"{cache.import_jsonl(args.answers)} committed answers merged into the cache", flush=True)
         started = time.perf_counter()
         mined, report = mine_items(items, [backend], cache)
         summary = {"mining": report.summary(mined), "threads": args.threads, "model": backend.model}
@@ -83,6 +95,7 @@ def main() -> None:
             judges["rldi"] = {"skipped": "the grounding labels have one class only at this threshold"}
         judged = judged.add_column("llm_labels", llm)
         summary["judges"] = judges
+        cache.export_jsonl(args.answers)
         summary["total_seconds"] = round(time.perf_counter() - started, 1)
     judged.remove_columns([c for c in ("image",) if c in judged.column_names]).to_parquet(
         str(args.out / "beauty_mined.parquet")

@@ -7,6 +7,7 @@ the next requests fail with a status, or answer slowly.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -128,6 +129,29 @@ def test_cache_round_trip_persists_and_stores_failures(tmp_path: Path) -> None:
         assert again.counts() == {"stop": 1, "length": 1, "error": 1}
         again.put("c", GenerationResult("ok", "stop"))  # a retried failure replaces its row
         assert again.get("c") == GenerationResult("ok", "stop") and len(again) == 3
+
+
+def test_cache_export_and_import_carry_every_answer_and_refuse_a_bad_line(tmp_path: Path) -> None:
+    with AnswerCache(tmp_path / "a.sqlite") as cache:
+        cache.put("a", GenerationResult('{"x": 1}', "stop"))
+        cache.put("b", GenerationResult('{"x": ', "length"))
+        cache.put("c", GenerationResult("", "error", "timeout"))
+        assert cache.export_jsonl(tmp_path / "answers.jsonl.gz") == 3
+    with AnswerCache(tmp_path / "b.sqlite") as other:
+        other.put("a", GenerationResult("kept", "stop"))  # answers already in the cache win
+        assert other.import_jsonl(tmp_path / "answers.jsonl.gz") == 2
+        assert other.get("a") == GenerationResult("kept", "stop")
+        assert other.get("b") == GenerationResult('{"x": ', "length")
+        assert other.get("c") == GenerationResult("", "error", "timeout")
+        assert other.import_jsonl(tmp_path / "answers.jsonl.gz") == 0  # a second import adds nothing
+    bad = tmp_path / "bad.jsonl.gz"
+    with gzip.open(bad, "wt") as f:
+        f.write(json.dumps({"key": "d", "text": "", "finish_reason": "stop", "error": None, "created": 1.0}) + "\n")
+        f.write('{"key": "e"}\n')
+    with AnswerCache(tmp_path / "c.sqlite") as fresh:
+        with pytest.raises(ValueError, match=r"bad.jsonl.gz, line 2: not an exported answer"):
+            fresh.import_jsonl(bad)
+        assert len(fresh) == 0  # the good first line was rolled back with the rest
 
 
 def test_cache_concurrent_writers_lose_nothing(tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ raw text, and `answer_all(..., retry_failed=True)` asks them again.
 
 from __future__ import annotations
 
+import gzip
+import json
 import sqlite3
 import threading
 import time
@@ -93,6 +95,54 @@ class AnswerCache:
     def __len__(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+
+    def export_jsonl(self, path: str | Path) -> int:
+        """Write every stored answer to `path` (gzip JSON lines, sorted by key, so exports diff and merge well) and
+        return the count: a portable copy of a long run to commit or ship, which `import_jsonl` merges back."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, text, finish_reason, error, created FROM answers ORDER BY key"
+            ).fetchall()
+        tmp = Path(path).with_name(Path(path).name + ".tmp")
+        with gzip.open(tmp, "wt", encoding="utf-8") as f:
+            for key, text, reason, error, created in rows:
+                f.write(
+                    json.dumps({"key": key, "text": text, "finish_reason": reason, "error": error, "created": created})
+                )
+                f.write("\n")
+        tmp.replace(path)  # a killed export leaves the previous file whole
+        return len(rows)
+
+    def import_jsonl(self, path: str | Path) -> int:
+        """Merge answers exported by `export_jsonl` into this cache (answers already here win); returns how many
+        were added. A line that is not such an answer is an error naming the file and line."""
+        added = 0
+        with gzip.open(path, "rt", encoding="utf-8") as f, self._lock:
+            self._db.execute("BEGIN")  # one transaction: a bad line leaves the cache as it was
+            try:
+                added = self._import_rows(path, f)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return added
+
+    def _import_rows(self, path: str | Path, lines) -> int:
+        added = 0
+        for number, line in enumerate(lines, 1):
+            try:
+                row = json.loads(line)
+                values = (row["key"], row["text"], row["finish_reason"], row["error"], float(row["created"]))
+            except (ValueError, KeyError, TypeError) as err:
+                raise ValueError(f"{path}, line {number}: not an exported answer ({err!r})") from None
+            if values[2] not in ("stop", "length", "error"):
+                raise ValueError(f"{path}, line {number}: finish_reason {values[2]!r} is not stop/length/error")
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO answers (key, text, finish_reason, error, created) VALUES (?, ?, ?, ?, ?)",
+                values,
+            )
+            added += cursor.rowcount
+        return added
 
     def close(self) -> None:
         with self._lock:
