@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from deepinterestgr.data import prepare
+from deepinterestgr.data import load_sample, prepare
+from deepinterestgr.data.prepare import sample_path
 from deepinterestgr.mining.cache import AnswerCache
 from deepinterestgr.mining.judge import (
     JudgeReport,
@@ -32,6 +33,7 @@ from deepinterestgr.mining.judge import (
 )
 from deepinterestgr.mining.local import LocalBackend
 from deepinterestgr.mining.miner import mine_items
+from deepinterestgr.stages import BUNDLED_MINED, MINED_COLUMNS
 
 ANSWERS = Path(__file__).resolve().parent / "data" / "beauty_mining_answers.jsonl.gz"
 
@@ -48,6 +50,10 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=1.25, help="per-token grounding score for label 1")
     parser.add_argument("--answers", type=Path, default=ANSWERS, help="committed answers, merged into the cache")
     parser.add_argument("--export-only", action="store_true", help="write --answers from the cache and stop")
+    parser.add_argument(
+        "--sample-out", type=Path, default=sample_path() / BUNDLED_MINED,
+        help="where the bundled sample's cut of the mined + judged columns goes ('' to skip)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.export_only:
         with AnswerCache(args.out / "cache.sqlite") as cache:
@@ -101,6 +107,13 @@ def main() -> None:
         str(args.out / "beauty_mined.parquet")
     )
     (args.out / "report.json").write_text(json.dumps(summary, indent=2))
+    if str(args.sample_out) and not args.limit:
+        sample_ids = set(load_sample().items["item_id"])
+        cut = judged.filter(lambda row: row["item_id"] in sample_ids)
+        cut.select_columns(["item_id", *[c for c in MINED_COLUMNS if c in cut.column_names]]).to_parquet(
+            str(args.sample_out)
+        )
+        print(f"{len(cut):,} sample items written to {args.sample_out}")
     print(json.dumps(summary, indent=2))
 
 

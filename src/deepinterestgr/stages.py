@@ -86,7 +86,7 @@ def run_mine(prepared_dir: str | Path, out: str | Path, config: MineConfig, *, c
             if config.live_items:
                 live = items.select(range(min(config.live_items, len(items))))
                 backends = [make_backend(config.backends[0])]
-                shipped = [c for c in _MINED_COLUMNS if c in live.column_names]
+                shipped = [c for c in MINED_COLUMNS if c in live.column_names]
                 mined, report = mine_items(live.remove_columns(shipped), backends, cache)
                 same = sum(a == b for a, b in zip(mined["descriptors"], live["descriptors"], strict=True))
                 summary["live"] = {**report.summary(mined), "same_as_bundled": same}
@@ -118,7 +118,7 @@ def run_mine(prepared_dir: str | Path, out: str | Path, config: MineConfig, *, c
     return write_stage(out, manifest, write)
 
 
-_MINED_COLUMNS = [
+MINED_COLUMNS = [
     "descriptors", "descriptor_confidences", "descriptor_sources", "descriptor_scores", "descriptor_labels", "quality"
 ]  # fmt: skip
 
