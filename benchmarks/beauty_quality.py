@@ -28,6 +28,7 @@ from deepinterestgr.recommender.model import GenerativeRecommender
 from deepinterestgr.recommender.sft import RecommenderSFTArguments, train_recommender
 from deepinterestgr.sid import RQVAETrainingArguments, SemanticIDMap, sid_quality
 from deepinterestgr.sid.quantize import quantize_items
+from deepinterestgr.stages import join_mined_columns
 
 
 class ValidCheck(TrainerCallback):
@@ -85,11 +86,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--tag", default="", help="suffix of the run folder")
     parser.add_argument("--random-batches", action="store_true", help="no length-grouped batching")
+    parser.add_argument("--mined", type=Path, default=None, help="mined + judged items (mine_beauty.py's parquet)")
+    parser.add_argument("--descriptors", default="positive", help="all | positive: descriptors in our SIDs' text")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    name = f"{'letter' if args.letter_sids else 'ours'}-seed{args.seed}"
+    enriched = f"+{args.descriptors}" if args.mined else ""  # the descriptors our SIDs were built with
+    name = f"{'letter' if args.letter_sids else 'ours' + enriched}-seed{args.seed}"
     out = args.out / (name + (f"-{args.tag}" if args.tag else ""))
     out.mkdir(parents=True, exist_ok=True)
 
@@ -104,7 +108,10 @@ def main() -> None:
     elif (args.out / f"sids-{name}.json").is_file():
         sid_map, items = SemanticIDMap.load(args.out / f"sids-{name}.json"), data.items
     else:
-        embedded = embed_items(data.items, train, show_progress=False)
+        items = join_mined_columns(data.items, args.mined) if args.mined else data.items
+        embedded = embed_items(
+            items, train, descriptors=args.descriptors if args.mined else "none", show_progress=False
+        )
         items, tokenizer = quantize_items(embedded, args=RQVAETrainingArguments(seed=args.seed, show_progress=False))
         sid_map = tokenizer.sid_map
         sid_map.save(args.out / f"sids-{name}.json")
@@ -135,7 +142,7 @@ def main() -> None:
     best = GenerativeRecommender.from_pretrained(out / "best")
     test = evaluate_recommender(best, data.splits["test"])
     summary = {
-        "sids": "LETTER published" if args.letter_sids else "ours (text + collaborative RQ-VAE)",
+        "sids": "LETTER published" if args.letter_sids else f"ours (text{enriched} + collaborative RQ-VAE)",
         "seed": args.seed, "params": params, "train_minutes": round(train_minutes, 1), "valid_log": check.log,
         "args": {k: str(v) for k, v in vars(args).items()},
         "best_valid_ndcg10": check.best, "test": test, "sid_unique": report["unique_fraction"],

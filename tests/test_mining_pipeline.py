@@ -60,7 +60,7 @@ from deepinterestgr.mining.prompts import DEFAULT_TEMPLATES
 from deepinterestgr.mining.quality import quality_column
 from deepinterestgr.mining.schema import parse_descriptors, parse_interests, parse_label
 from deepinterestgr.mining.served import ServedBackend
-from deepinterestgr.stages import BUNDLED_MINED, CACHE_FILE, _bundled_columns, run_judge, run_mine
+from deepinterestgr.stages import BUNDLED_MINED, CACHE_FILE, join_mined_columns, run_judge, run_mine
 from tests.tiny_chat import build_tiny_chat_model, tiny_chat_lm, tiny_chat_tokenizer
 
 torch.set_num_threads(1)
@@ -419,13 +419,13 @@ def test_bundled_columns_need_the_bundled_file_covering_the_items(tmp_path, p5_d
     with pytest.raises(
         DataError, match=r"mined_items.parquet does not exist; produce it with `python benchmarks/mine_beauty.py`"
     ):
-        _bundled_columns(data.items, path)
+        join_mined_columns(data.items, path)
     shipped = {"descriptors": [["x"], ["y"], ["z"]], "quality": [0.5, 1.0, 0.0]}
     Dataset.from_dict({"item_id": ["A4", "A1", "Z9"], **shipped}).to_parquet(str(path))
     with pytest.raises(DataError, match=r"mine.bundled: 2 items \(e.g. 'A2'\) are not in .*set mine.bundled to false"):
-        _bundled_columns(data.items, path)
+        join_mined_columns(data.items, path)
     Dataset.from_dict({"item_id": ["A4", "A3", "A1", "A2"], "quality": [0.25, 0.5, 0.75, 1.0]}).to_parquet(str(path))
-    joined = _bundled_columns(data.items, path)
+    joined = join_mined_columns(data.items, path)
     assert joined["item_id"] == ["A1", "A2", "A3", "A4"] and joined["quality"] == [0.75, 1.0, 0.5, 0.25]
 
     # the stage with the file the package ships (absent until the mining run has produced it)

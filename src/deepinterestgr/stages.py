@@ -37,8 +37,8 @@ def make_backend(spec: BackendSpec):
     return LocalBackend(spec.model, gguf_file=spec.gguf_file, batch_size=spec.batch_size)
 
 
-def _bundled_columns(items: Dataset, path: str | Path | None = None) -> Dataset:
-    """The bundled sample's mined + judged columns (`path`: that parquet file), joined to `items` by item_id."""
+def join_mined_columns(items: Dataset, path: str | Path | None = None) -> Dataset:
+    """Mined + judged columns from a parquet file (default: the bundled sample's), joined to `items` by item_id."""
     from datasets import load_dataset
 
     from deepinterestgr.data.prepare import sample_path
@@ -81,7 +81,7 @@ def run_mine(prepared_dir: str | Path, out: str | Path, config: MineConfig, *, c
     items, users, failures, summary = data.items, None, [], {}
     with AnswerCache(out.parent / CACHE_FILE) as cache:
         if config.bundled:
-            items = _bundled_columns(items)
+            items = join_mined_columns(items)
             summary["source"] = f"bundled ({BUNDLED_MINED})"
             if config.live_items:
                 live = items.select(range(min(config.live_items, len(items))))
