@@ -156,6 +156,24 @@ def test_recommend_returns_valid_distinct_items_and_round_trips(tiny, tmp_path):
         tiny.recommend([[]])
 
 
+def test_cli_recommend_prints_the_same_items_and_refuses_unknown_ids(tiny, tmp_path):
+    from typer.testing import CliRunner
+
+    from deepinterestgr.cli import app
+
+    tiny.save_pretrained(tmp_path)
+    expected = tiny.recommend([HISTORIES[0]], k=5)[0]
+    result = CliRunner().invoke(app, ["recommend", "--model", str(tmp_path), "-k", "5", *HISTORIES[0]])
+    assert result.exit_code == 0, result.output
+    rows = [line.split("│")[1:5] for line in result.output.splitlines() if line.count("│") == 5]
+    assert [(r[1].strip(), float(r[3])) for r in rows] == [(e.item_id, round(e.score, 4)) for e in expected]
+    assert [r[2].strip() for r in rows] == [tiny.sid_map.tokens_of(e.item_id) for e in expected]
+    result = CliRunner().invoke(app, ["recommend", "--model", str(tmp_path), "item1", "nope"])
+    assert result.exit_code == 2 and "item 'nope' is not in this recommender's catalogue" in result.output
+    result = CliRunner().invoke(app, ["recommend", "--model", str(tmp_path), "-k", "30", "item1"])
+    assert result.exit_code == 2 and "needs --num-beams >= 30" in result.output
+
+
 def synthetic_sequences(sid_map: SemanticIDMap, users: int = 60, seed: int = 0) -> list[list[str]]:
     """Users walk the catalogue in steps of +1 or +2: a pattern a tiny model can learn."""
     rng = np.random.default_rng(seed)

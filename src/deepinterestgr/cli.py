@@ -184,6 +184,30 @@ def evaluate(
 
 @app.command()
 @user_errors
+def recommend(
+    model: Annotated[str, typer.Option("--model", "-m", help="Recommender folder or Hub id.")],
+    history: Annotated[list[str], typer.Argument(help="Item ids the user interacted with, oldest first.")],
+    k: Annotated[int, typer.Option("-k", min=1, help="How many items.")] = 10,
+    num_beams: Annotated[int, typer.Option(min=1, help="Beam width (>= k).")] = 20,
+    revision: Annotated[str | None, typer.Option(help="Hub revision to pin.")] = None,
+) -> None:
+    """Top-k catalogue items for one history, by constrained beam search (item ids and scores)."""
+    from rich.table import Table
+
+    from deepinterestgr.errors import ConfigError
+    from deepinterestgr.recommender.model import GenerativeRecommender
+
+    if k > num_beams:
+        raise ConfigError(f"-k {k} needs --num-beams >= {k} (got {num_beams}): a beam yields one item")
+    recommender = GenerativeRecommender.from_pretrained(model, revision=revision)
+    table = Table("rank", "item_id", "SID", "score")
+    for rank, rec in enumerate(recommender.recommend([history], k=k, num_beams=num_beams)[0], 1):
+        table.add_row(str(rank), rec.item_id, recommender.sid_map.tokens_of(rec.item_id), f"{rec.score:.4f}")
+    console.print(table)
+
+
+@app.command()
+@user_errors
 def push(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Pipeline YAML (its output_dir).")] = None,
     run: Annotated[Path | None, typer.Option("--run", "-r", help="Run folder (instead of --config).")] = None,
