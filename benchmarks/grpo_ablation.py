@@ -4,7 +4,8 @@
 (f) (e) + interest-aware. (d)-(f) need judged items (`quality`, `descriptor_labels`) and (f) user interests,
 which `deepinterestgr mine` / `judge` produce; variants whose inputs are missing are reported as skipped.
 
-Run: `.venv/bin/python benchmarks/grpo_ablation.py --config configs/quickstart.yaml [--variants a b c]`
+Run: `.venv/bin/python benchmarks/grpo_ablation.py --config configs/quickstart.yaml [--variants a b c]
+[--mined src/deepinterestgr/data/samples/beauty_2k/mined_items.parquet]`
 (the config's pipeline runs first up to SFT where its outputs are missing; its `grpo` section gives the settings).
 """
 
@@ -24,6 +25,7 @@ from deepinterestgr.evaluation.evaluate import evaluate_recommender
 from deepinterestgr.pipeline import run_pipeline
 from deepinterestgr.recommender.model import GenerativeRecommender
 from deepinterestgr.rl.grpo import train_grpo
+from deepinterestgr.stages import join_mined_columns
 
 VARIANTS = {
     "a": None,
@@ -41,6 +43,11 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--max-users", type=int, default=None, help="evaluate only the first N users")
+    parser.add_argument(
+        "--mined", type=Path, default=None,
+        help="mined + judged items (parquet, e.g. the bundled sample's) for the quality rewards, joined to the run's "
+        "items without rebuilding its SIDs, so every variant starts from the same SFT checkpoint",
+    )  # fmt: skip
     args = parser.parse_args()
     config = PipelineConfig.from_yaml(args.config)
     out_dir = Path(config.output_dir)
@@ -48,6 +55,8 @@ def main() -> None:
         run_pipeline(config.model_copy(update={"grpo": replace(config.grpo, enabled=False)}))
     data = PreparedData.load_from_disk(out_dir / "prepared")
     items = load_items(out_dir / "sid", needs=("sid",))
+    if args.mined:
+        items = join_mined_columns(items, args.mined)
     rows = []
     for name in args.variants:
         rewards = VARIANTS[name]

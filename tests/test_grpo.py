@@ -88,6 +88,8 @@ def test_bad_grpo_settings_and_data(sft_dir):
         GRPOArguments(rewards=["exact", "bogus"])
     with pytest.raises(DataError, match="needs item quality"):
         build_rewards(GRPOArguments(), sid_map, items.remove_columns("quality"))
+    with pytest.raises(DataError, match="reward interest needs the users' mined interests"):
+        train_grpo(sft_dir, train, items, GRPOArguments(rewards=["exact", "interest"]), sft_dir / "never")
     rec = GenerativeRecommender.from_pretrained(sft_dir)
     dataset = grpo_dataset(train, rec, GRPOArguments(positions="all", max_prompts=7))
     assert len(dataset) == 7 and set(dataset.column_names) == {"prompt", "target"}

@@ -141,6 +141,11 @@ def train_grpo(
     callbacks: list[TrainerCallback] | None = None,
 ) -> GRPOResult:
     """GRPO of a saved SFT recommender (folder or Hub id; it is also the KL reference) on the train split."""
+    if "interest" in args.rewards and user_interests is None:
+        raise DataError(
+            "reward interest needs the users' mined interests (user_interests): run `deepinterestgr mine` with "
+            "mine.user_interests: true, or drop interest from grpo.rewards"
+        )
     output_dir = Path(output_dir)
     start = GenerativeRecommender.from_pretrained(sft_model)
     tokenizer, sid_map = start.tokenizer, start.sid_map
