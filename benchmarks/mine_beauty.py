@@ -51,6 +51,10 @@ def main() -> None:
     parser.add_argument("--answers", type=Path, default=ANSWERS, help="committed answers, merged into the cache")
     parser.add_argument("--export-only", action="store_true", help="write --answers from the cache and stop")
     parser.add_argument(
+        "--shard", default=None, help="K/N: mine and judge only items K, K+N, ... (run N at once on N cores, then "
+        "once without --shard, which answers from the shared cache and writes the outputs)",
+    )  # fmt: skip
+    parser.add_argument(
         "--sample-out", type=Path, default=sample_path() / BUNDLED_MINED,
         help="where the bundled sample's cut of the mined + judged columns goes ('' to skip)",
     )  # fmt: skip
@@ -64,6 +68,10 @@ def main() -> None:
     items = prepare("p5", args.beauty).items
     if args.limit:
         items = items.select(range(args.limit))
+    shard = None
+    if args.shard:
+        k, n = (int(x) for x in args.shard.split("/"))
+        items, shard = items.select(range(k, len(items), n)), f"shard-{k}-of-{n}"
     backend = LocalBackend(batch_size=args.batch_size)
     with AnswerCache(args.out / "cache.sqlite") as cache:
         if args.answers.is_file():
@@ -72,7 +80,7 @@ def main() -> None:
         mined, report = mine_items(items, [backend], cache)
         summary = {"mining": report.summary(mined), "threads": args.threads, "model": backend.model}
         print(json.dumps(summary["mining"], indent=2), flush=True)
-        with (args.out / "failures.jsonl").open("w") as f:
+        with (args.out / f"failures{'-' + shard if shard else ''}.jsonl").open("w") as f:
             for failure in report.failures:
                 f.write(json.dumps(failure) + "\n")
         judges = {}
@@ -88,6 +96,11 @@ def main() -> None:
             "positive_rate": _positive(llm),
             "failures": len(llm_report.failures),
         }
+        if shard:  # the unsharded run trains RLDI on every label and writes the outputs
+            summary["total_seconds"] = round(time.perf_counter() - started, 1)
+            (args.out / f"report-{shard}.json").write_text(json.dumps({**summary, "judges": judges}, indent=2))
+            print(json.dumps({**summary, "judges": judges}, indent=2))
+            return
         t0 = time.perf_counter()
         if len({y for row in judged["descriptor_labels"] for y in row}) == 2:
             classifier = train_classifier(judged)
