@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import zlib
 from pathlib import Path
 
 import torch
@@ -35,6 +36,7 @@ from deepinterestgr.mining.local import LocalBackend
 from deepinterestgr.mining.miner import mine_items
 from deepinterestgr.stages import BUNDLED_MINED, MINED_COLUMNS
 
+TEXT = ("title", "brand", "categories", "description")  # what the descriptor prompt reads of an item
 ANSWERS = Path(__file__).resolve().parent / "data" / "beauty_mining_answers.jsonl.gz"
 
 
@@ -51,7 +53,7 @@ def main() -> None:
     parser.add_argument("--answers", type=Path, default=ANSWERS, help="committed answers, merged into the cache")
     parser.add_argument("--export-only", action="store_true", help="write --answers from the cache and stop")
     parser.add_argument(
-        "--shard", default=None, help="K/N: mine and judge only items K, K+N, ... (run N at once on N cores, then "
+        "--shard", default=None, help="K/N: mine and judge only the K-th of N slices (run N at once on N cores, then "
         "once without --shard, which answers from the shared cache and writes the outputs)",
     )  # fmt: skip
     parser.add_argument(
@@ -71,7 +73,9 @@ def main() -> None:
     shard = None
     if args.shard:
         k, n = (int(x) for x in args.shard.split("/"))
-        items, shard = items.select(range(k, len(items), n)), f"shard-{k}-of-{n}"
+        # by the item's text, not its row: items with the same text share one prompt, so they share a shard
+        items = items.filter(lambda row: zlib.crc32(json.dumps([row[c] for c in TEXT]).encode()) % n == k)
+        shard = f"shard-{k}-of-{n}"
     backend = LocalBackend(batch_size=args.batch_size)
     with AnswerCache(args.out / "cache.sqlite") as cache:
         if args.answers.is_file():
