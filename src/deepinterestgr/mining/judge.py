@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from datasets import Dataset, List, Value
+from tqdm.auto import tqdm
 
 from deepinterestgr.errors import ConfigError, DataError
 from deepinterestgr.mining.backends import Backend, GenerationRequest, GenerationResult
@@ -89,6 +90,7 @@ def grounding_scores(
     templates: PromptTemplates = DEFAULT_TEMPLATES,
     batch_size: int = 64,
     per_token: bool = True,
+    progress: bool = True,
 ) -> list[list[float]]:
     """`log p(d | item) - log p(d | blank item)` for every descriptor (divided by its token count with
     `per_token`), with a `LocalBackend` (it needs `loglikelihood`). Each log-likelihood is cached under the
@@ -102,10 +104,13 @@ def grounding_scores(
     keys = [_score_key(backend, context, descriptor) for context, descriptor in jobs]
     missing = list(dict.fromkeys(k for k in keys if cache.get(k) is None))
     by_key = dict(zip(keys, jobs, strict=True))
+    bar = tqdm(total=len(keys), initial=len(keys) - len(missing), desc="grounding", unit="score", disable=not progress)
     for start in range(0, len(missing), batch_size):
         chunk = missing[start : start + batch_size]
         for key, value in zip(chunk, backend.loglikelihood([by_key[k] for k in chunk]), strict=True):
             cache.put(key, GenerationResult(text=repr(float(value)), finish_reason="stop"))
+        bar.update(len(chunk))
+    bar.close()
     values = [float(cache.get(k).text) for k in keys]
     real, blank = values[: len(pairs)], values[len(pairs) :]
     scores = [r - b for r, b in zip(real, blank, strict=True)]
