@@ -15,11 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from transformers import (
-    CLIPVisionConfig,
     LlamaForCausalLM,
-    LlavaConfig,
-    LlavaForConditionalGeneration,
-    LlavaProcessor,
     PreTrainedTokenizerFast,
 )
 
@@ -41,7 +37,7 @@ from deepinterestgr.mining.schema import (
     parse_label,
 )
 from deepinterestgr.offline_models import SMOLLM2_INSTALL, smollm2_gguf
-from tests.tiny_chat import CHAT_TEMPLATE, tiny_chat_lm, tiny_chat_tokenizer, tiny_text_config
+from tests.tiny_chat import tiny_chat_lm, tiny_chat_tokenizer, tiny_llava
 
 torch.set_num_threads(1)
 
@@ -165,32 +161,8 @@ def _sample_image() -> Path:
 
 
 def test_caption_from_a_tiny_image_text_model(tmp_path):
-    tokenizer = tiny_chat_tokenizer()
-    try:
-        from transformers import CLIPImageProcessorPil as ImageProcessor  # no torchvision needed
-    except ImportError:
-        from transformers import CLIPImageProcessor as ImageProcessor
-    image_processor = ImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28})
-    processor = LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=14,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=CHAT_TEMPLATE,
-    )
-    vision = CLIPVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14
-    )
-    config = LlavaConfig(
-        vision_config=vision,
-        text_config=tiny_text_config(tokenizer),
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-1,
-    )
-    torch.manual_seed(0)
-    backend = LocalBackend.from_model(LlavaForConditionalGeneration(config), processor, model_id="tiny-llava")
+    model, processor = tiny_llava()
+    backend = LocalBackend.from_model(model, processor, model_id="tiny-llava")
     assert backend.vision
     image = _sample_image()
     items = [

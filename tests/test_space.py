@@ -42,7 +42,12 @@ from deepinterestgr.space import explorer as ex
 from deepinterestgr.space import mine as mn
 from deepinterestgr.space import recommend as rc
 from deepinterestgr.space.data import MISSING, catalogue
-from tests.tiny_chat import CHAT_TEMPLATE, build_tiny_chat_model, tiny_chat_lm, tiny_chat_tokenizer, tiny_text_config
+from tests.tiny_chat import (
+    build_tiny_chat_model,
+    tiny_chat_lm,
+    tiny_chat_tokenizer,
+    tiny_llava,
+)
 
 torch.set_num_threads(1)
 
@@ -461,34 +466,8 @@ def test_an_unusable_answer_is_reported_with_its_raw_text():
 
 
 def _tiny_image_text_backend() -> LocalBackend:
-    """A LLaVA with a CLIP tower, random weights (as in test_mining_local)."""
-    from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
-
-    try:
-        from transformers import CLIPImageProcessorPil as ImageProcessor  # no torchvision needed
-    except ImportError:
-        from transformers import CLIPImageProcessor as ImageProcessor
-    tokenizer = tiny_chat_tokenizer()
-    processor = LlavaProcessor(
-        image_processor=ImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}),
-        tokenizer=tokenizer,
-        patch_size=14,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=CHAT_TEMPLATE,
-    )
-    vision = CLIPVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14
-    )
-    config = LlavaConfig(
-        vision_config=vision,
-        text_config=tiny_text_config(tokenizer),
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-1,
-    )
-    torch.manual_seed(0)
-    return LocalBackend.from_model(LlavaForConditionalGeneration(config), processor, model_id="tiny-llava")
+    model, processor = tiny_llava()
+    return LocalBackend.from_model(model, processor, model_id="tiny-llava")
 
 
 def test_a_photo_goes_to_the_captioner_and_a_caption_joins_the_prompt():

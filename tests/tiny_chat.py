@@ -84,3 +84,35 @@ def build_tiny_chat_model(
     tiny_chat_lm(tokenizer, seed=seed, max_position_embeddings=max_position_embeddings).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def tiny_llava():
+    """(model, processor): a LLaVA with a one-layer CLIP tower and the tiny chat LM, random weights, built from
+    config (the image-text-to-text branch of the miners, without downloading anything)."""
+    from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    try:
+        from transformers import CLIPImageProcessorPil as ImageProcessor  # no torchvision needed
+    except ImportError:
+        from transformers import CLIPImageProcessor as ImageProcessor
+    tokenizer = tiny_chat_tokenizer()
+    processor = LlavaProcessor(
+        image_processor=ImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}),
+        tokenizer=tokenizer,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=CHAT_TEMPLATE,
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=tiny_text_config(tokenizer),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+    )
+    torch.manual_seed(0)
+    return LlavaForConditionalGeneration(config), processor
