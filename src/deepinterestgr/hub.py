@@ -366,9 +366,11 @@ def _size_category(n: int) -> str:
     return next((label for bound, label in bounds if n < bound), "1M<n<10M" if n < 10_000_000 else "n>10M")
 
 
-def _endpoint_url(api: HfApi, repo_id: str, repo_type: str) -> str:
-    prefix = {"model": "", "dataset": "datasets/"}[repo_type]
-    return f"{api.endpoint.rstrip('/')}/{prefix}{repo_id}"
+def _link_urls(links: Mapping[str, str] | None) -> dict[str, str]:
+    """Hub URLs of the sibling repos a card links to (kind -> repo id; the `dataset` one lives under datasets/)."""
+    endpoint = HfApi().endpoint.rstrip("/")
+    prefixes = {"dataset": "datasets/"}
+    return {kind: f"{endpoint}/{prefixes.get(kind, '')}{repo}" for kind, repo in (links or {}).items()}
 
 
 # the dataset
@@ -502,7 +504,6 @@ def push_dataset(
         tags=[*TAGS, "amazon-reviews"],
         configs=configs,
     )
-    api = HfApi(token=token)
     context = {
         "repo_id": repo_id,
         "name": name,
@@ -519,7 +520,7 @@ def push_dataset(
         "stages": _stages(run, ("prepare", "mine", "judge", "embed", "quantize")),
         "provenance": _provenance(source),
         "license": card_data.license,
-        "links": {k: _endpoint_url(api, v, "model") for k, v in (links or {}).items()},
+        "links": _link_urls(links),
         "link_ids": dict(links or {}),
         "include_embeddings": include_embeddings,
     }
@@ -586,7 +587,6 @@ def push_tokenizer(
     if embed.get("fused"):
         encoder += f", fused with a {embed_config.get('collaborative_dim')}-d embedding learned from train interactions"
     name = run.path.name if run else repo_id.split("/")[1]
-    api = HfApi(token=token)
     card_data = ModelCardData(
         **_license_metadata(license),
         library_name="transformers",
@@ -605,7 +605,7 @@ def push_tokenizer(
         "stages": _stages(run, ("embed", "quantize")),
         "provenance": _provenance(run.source() if run else {}),
         "license": card_data.license,
-        "links": {k: _endpoint_url(api, v, "dataset" if k == "dataset" else "model") for k, v in (links or {}).items()},
+        "links": _link_urls(links),
         "link_ids": dict(links or {}),
     }
     card = render_card("tokenizer", card_data, context, templates_dir)
@@ -720,7 +720,6 @@ def push_recommender(
     backbone = (sft.get("config") or {}).get("backbone") or {}
     base_model = _base_model(backbone)
     name = run.path.name if run else repo_id.split("/")[1]
-    api = HfApi(token=token)
     card_data = ModelCardData(
         **_license_metadata(license),
         library_name="transformers",
@@ -746,7 +745,7 @@ def push_recommender(
         "stages": training,
         "provenance": _provenance(run.source() if run else {}),
         "license": card_data.license,
-        "links": {k: _endpoint_url(api, v, "dataset" if k == "dataset" else "model") for k, v in (links or {}).items()},
+        "links": _link_urls(links),
         "link_ids": dict(links or {}),
     }
     card = render_card("recommender", card_data, context, templates_dir)
