@@ -2,10 +2,11 @@
 
 (a) no RL; (b) exact + valid + prefix; (c) + rank-aware; (d) + ungated quality bonus; (e) (c) + QARM gated bonus;
 (f) (e) + interest-aware. (d)-(f) need judged items (`quality`, `descriptor_labels`) and (f) user interests,
-which `deepinterestgr mine` / `judge` produce; variants whose inputs are missing are reported as skipped.
+which `deepinterestgr mine` / `judge` produce (the bundled sample ships both: `mined_items.parquet` and
+`user_interests.parquet`); variants whose inputs are missing are reported as skipped.
 
 Run: `.venv/bin/python benchmarks/grpo_ablation.py --config configs/quickstart.yaml [--variants a b c]
-[--mined src/deepinterestgr/data/samples/beauty_2k/mined_items.parquet]`
+[--mined src/deepinterestgr/data/samples/beauty_2k/mined_items.parquet] [--user-interests PARQUET]`
 (the config's pipeline runs first up to SFT where its outputs are missing; its `grpo` section gives the settings).
 """
 
@@ -25,7 +26,7 @@ from deepinterestgr.evaluation.evaluate import evaluate_recommender
 from deepinterestgr.pipeline import run_pipeline
 from deepinterestgr.recommender.model import GenerativeRecommender
 from deepinterestgr.rl.grpo import train_grpo
-from deepinterestgr.stages import join_mined_columns
+from deepinterestgr.stages import join_mined_columns, load_user_interests
 
 VARIANTS = {
     "a": None,
@@ -48,6 +49,10 @@ def main() -> None:
         help="mined + judged items (parquet, e.g. the bundled sample's) for the quality rewards, joined to the run's "
         "items without rebuilding its SIDs, so every variant starts from the same SFT checkpoint",
     )  # fmt: skip
+    parser.add_argument(
+        "--user-interests", type=Path, default=None,
+        help="mined user interests (parquet: user_id, interests) for (f); default: the bundled sample's",
+    )  # fmt: skip
     args = parser.parse_args()
     config = PipelineConfig.from_yaml(args.config)
     out_dir = Path(config.output_dir)
@@ -66,7 +71,13 @@ def main() -> None:
         else:
             grpo_args = replace(config.grpo, rewards=rewards)
             try:
-                model = train_grpo(out_dir / "sft", data.splits["train"], items, grpo_args, args.out / name).recommender
+                interests = None
+                if "interest" in rewards:
+                    users = load_user_interests(data.splits["train"], args.user_interests)
+                    interests = dict(zip(users["user_id"], users["interests"], strict=True))
+                model = train_grpo(
+                    out_dir / "sft", data.splits["train"], items, grpo_args, args.out / name, user_interests=interests
+                ).recommender
             except DataError as err:
                 print(f"({name}) skipped: {err}", flush=True)
                 rows.append({"variant": name, "rewards": rewards, "skipped": str(err)})
@@ -85,7 +96,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         if "skipped" in row:
-            print(f"| ({row['variant']}) | {', '.join(row['rewards'])} | skipped: needs judged items | | | | | | |")
+            print(f"| ({row['variant']}) | {', '.join(row['rewards'])} | skipped: {row['skipped'][:60]} | | | | | | |")
             continue
         v, t = row["valid"], row["test"]
         rewards = row["rewards"] if isinstance(row["rewards"], str) else ", ".join(row["rewards"])

@@ -60,7 +60,15 @@ from deepinterestgr.mining.prompts import DEFAULT_TEMPLATES
 from deepinterestgr.mining.quality import quality_column
 from deepinterestgr.mining.schema import parse_descriptors, parse_interests, parse_label
 from deepinterestgr.mining.served import ServedBackend
-from deepinterestgr.stages import BUNDLED_MINED, CACHE_FILE, join_mined_columns, run_judge, run_mine
+from deepinterestgr.stages import (
+    BUNDLED_MINED,
+    BUNDLED_USERS,
+    CACHE_FILE,
+    join_mined_columns,
+    load_user_interests,
+    run_judge,
+    run_mine,
+)
 from tests.tiny_chat import build_tiny_chat_model, tiny_chat_lm, tiny_chat_tokenizer
 
 torch.set_num_threads(1)
@@ -435,6 +443,21 @@ def test_bundled_columns_need_the_bundled_file_covering_the_items(tmp_path, p5_d
         run_mine(tmp_path / "prepared", tmp_path / "mined", MineConfig(bundled=True), console=QUIET)
 
 
+def test_bundled_user_interests_need_the_file_covering_the_train_users(tmp_path, p5_dir):
+    train = prepare("p5", p5_dir).splits["train"]
+    path = tmp_path / "user_interests.parquet"
+    with pytest.raises(DataError, match=r"user_interests.parquet does not exist; produce it with .*mine_sample_users"):
+        load_user_interests(train, path)
+    users = sorted(train["user_id"])
+    Dataset.from_dict({"user_id": users[1:], "interests": [["x"]] * (len(users) - 1)}).to_parquet(str(path))
+    with pytest.raises(DataError, match=rf"1 users \(e.g. {users[0]!r}\) are not in .*set mine.bundled to false"):
+        load_user_interests(train, path)
+    shipped = {"user_id": ["someone-else", *users], "interests": [["y"], *([f"likes {u}"] for u in users)]}
+    Dataset.from_dict(shipped).to_parquet(str(path))
+    loaded = load_user_interests(train, path)
+    assert dict(zip(loaded["user_id"], loaded["interests"], strict=True)) == {u: [f"likes {u}"] for u in users}
+
+
 # ----- CLI -----
 CLI_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
 
@@ -584,3 +607,23 @@ def test_bundled_columns_cover_the_sample_and_live_items_are_re_mined(tmp_path):
     )
     run_judge(tmp_path / "mined", tmp_path / "judged", JudgeConfig(), config, console=QUIET)
     assert load_items(tmp_path / "judged")["descriptor_labels"] == items["descriptor_labels"]  # shipped labels kept
+
+
+@pytest.mark.skipif(
+    not (sample_path() / BUNDLED_USERS).is_file(),
+    reason=f"{BUNDLED_USERS} is not produced yet (benchmarks/mine_sample_users.py)",
+)
+def test_bundled_user_interests_reach_the_judged_stage(tmp_path):
+    from datasets import load_dataset, load_from_disk
+
+    data = prepare("p5")  # the bundled sample
+    data.save_to_disk(tmp_path / "prepared")
+    config = MineConfig(bundled=True, user_interests=True)
+    run_mine(tmp_path / "prepared", tmp_path / "mined", config, console=QUIET)
+    run_judge(tmp_path / "mined", tmp_path / "judged", JudgeConfig(), config, console=QUIET)
+    users = load_from_disk(str(tmp_path / "judged" / "users"))
+    shipped = load_dataset("parquet", data_files=str(sample_path() / BUNDLED_USERS), split="train")
+    assert sorted(users["user_id"]) == sorted(data.splits["train"]["user_id"])
+    expected = dict(zip(shipped["user_id"], shipped["interests"], strict=True))
+    assert all(expected[u] == i for u, i in zip(users["user_id"], users["interests"], strict=True))
+    assert sum(map(bool, users["interests"])) > 0.9 * len(users)  # SmolLM2 answered for nearly every user

@@ -56,7 +56,10 @@ class MineConfig(BaseModel):
     reasoning: bool = Field(False, description="MLIM chain-of-thought prompts instead of DCIM.")
     bundled: bool = Field(False, description="Use the bundled sample's mined and judged columns.")
     live_items: int = Field(0, ge=0, description="With `bundled`: re-mine this many items live and compare.")
-    user_interests: bool = Field(False, description="Also mine each user's interests from the train split.")
+    user_interests: bool = Field(
+        False,
+        description="Also mine each user's interests from the train split (with `bundled`: the sample's shipped ones).",
+    )
     retry_failed: bool = Field(False, description="Ask again the prompts whose stored answers failed.")
 
 

@@ -24,6 +24,7 @@ TOKENIZER_DIR = "tokenizer"
 
 CACHE_FILE = "mining_cache.sqlite"
 BUNDLED_MINED = "mined_items.parquet"  # in the bundled sample's folder: its items mined and judged by SmolLM2
+BUNDLED_USERS = "user_interests.parquet"  # in the same folder: its users' interests, mined by SmolLM2
 
 
 def make_backend(spec: BackendSpec):
@@ -69,6 +70,32 @@ def join_mined_columns(items: Dataset, path: str | Path | None = None) -> Datase
     return items
 
 
+def load_user_interests(train: Dataset, path: str | Path | None = None) -> Dataset:
+    """Mined user interests (`user_id`, `interests`) from a parquet file (default: the bundled sample's), for the
+    users of `train`."""
+    from datasets import load_dataset
+
+    from deepinterestgr.data.prepare import sample_path
+
+    path = Path(path) if path is not None else sample_path() / BUNDLED_USERS
+    if not path.is_file():
+        raise DataError(
+            f"mine.user_interests: {path} does not exist; produce it with `python benchmarks/mine_sample_users.py` "
+            "for the bundled sample, or set mine.bundled to false to mine the users"
+        )
+    with quiet_datasets():
+        users = load_dataset("parquet", data_files=str(path), split="train")
+    known = set(users["user_id"])
+    missing = [u for u in train["user_id"] if u not in known]
+    if missing:
+        raise DataError(
+            f"mine.user_interests: {len(missing):,} users (e.g. {missing[0]!r}) are not in {path}; the bundled "
+            "interests cover the bundled sample only: set mine.bundled to false to mine these users"
+        )
+    wanted = set(train["user_id"])
+    return users.filter(lambda row: row["user_id"] in wanted)
+
+
 def run_mine(prepared_dir: str | Path, out: str | Path, config: MineConfig, *, console: Console) -> Path:
     """prepared items -> items with captions/descriptors (+ user interests); answers cached beside `out`."""
     import json
@@ -91,6 +118,9 @@ def run_mine(prepared_dir: str | Path, out: str | Path, config: MineConfig, *, c
                 same = sum(a == b for a, b in zip(mined["descriptors"], live["descriptors"], strict=True))
                 summary["live"] = {**report.summary(mined), "same_as_bundled": same}
                 console.print(f"re-mined {len(live)} items live: {same} answers identical to the bundled ones")
+            if config.user_interests:
+                users = load_user_interests(data.splits["train"])
+                summary["users"] = f"bundled ({BUNDLED_USERS}, {len(users):,} users)"
         else:
             backends = [make_backend(spec) for spec in config.backends]
             captioner = make_backend(config.captioner) if config.captioner else None
