@@ -8,6 +8,8 @@ which `deepinterestgr mine` / `judge` produce (the bundled sample ships both: `m
 Run: `.venv/bin/python benchmarks/grpo_ablation.py --config configs/quickstart.yaml [--variants a b c]
 [--mined src/deepinterestgr/data/samples/beauty_2k/mined_items.parquet] [--user-interests PARQUET]`
 (the config's pipeline runs first up to SFT where its outputs are missing; its `grpo` section gives the settings).
+On full Beauty, from a `benchmarks/beauty_quality.py` checkpoint: `--sft runs/beauty/<run>/best --data
+../shared/data/amazon/beauty --mined benchmarks/data/beauty_mined.parquet --variants a b c d e`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from deepinterestgr.artifacts import load_items
 from deepinterestgr.config import PipelineConfig
+from deepinterestgr.data import prepare
 from deepinterestgr.data.prepared import PreparedData
 from deepinterestgr.errors import DataError
 from deepinterestgr.evaluation.evaluate import evaluate_recommender
@@ -53,13 +56,27 @@ def main() -> None:
         "--user-interests", type=Path, default=None,
         help="mined user interests (parquet: user_id, interests) for (f); default: the bundled sample's",
     )  # fmt: skip
+    parser.add_argument(
+        "--sft", type=Path, default=None,
+        help="start from this SFT recommender folder instead of the config's run (e.g. the best/ folder of a "
+        "benchmarks/beauty_quality.py run); its data comes from --data, the GRPO settings still from --config",
+    )  # fmt: skip
+    parser.add_argument("--data", type=Path, default=None, help="with --sft: the P5 folder it was trained on")
     args = parser.parse_args()
     config = PipelineConfig.from_yaml(args.config)
-    out_dir = Path(config.output_dir)
-    if not (out_dir / "sft" / "stage.json").is_file():
-        run_pipeline(config.model_copy(update={"grpo": replace(config.grpo, enabled=False)}))
-    data = PreparedData.load_from_disk(out_dir / "prepared")
-    items = load_items(out_dir / "sid", needs=("sid",))
+    if args.sft:
+        if args.data is None:
+            parser.error("--sft needs --data, the P5 folder of the data it was trained on")
+        sft_dir = args.sft
+        data = prepare("p5", args.data, max_history=GenerativeRecommender.from_pretrained(sft_dir).max_history)
+        items = data.items
+    else:
+        out_dir = Path(config.output_dir)
+        sft_dir = out_dir / "sft"
+        if not (sft_dir / "stage.json").is_file():
+            run_pipeline(config.model_copy(update={"grpo": replace(config.grpo, enabled=False)}))
+        data = PreparedData.load_from_disk(out_dir / "prepared")
+        items = load_items(out_dir / "sid", needs=("sid",))
     if args.mined:
         items = join_mined_columns(items, args.mined)
     rows = []
@@ -67,7 +84,7 @@ def main() -> None:
         rewards = VARIANTS[name]
         started = time.perf_counter()
         if rewards is None:
-            model = GenerativeRecommender.from_pretrained(out_dir / "sft")
+            model = GenerativeRecommender.from_pretrained(sft_dir)
         else:
             grpo_args = replace(config.grpo, rewards=rewards)
             try:
@@ -76,7 +93,7 @@ def main() -> None:
                     users = load_user_interests(data.splits["train"], args.user_interests)
                     interests = dict(zip(users["user_id"], users["interests"], strict=True))
                 model = train_grpo(
-                    out_dir / "sft", data.splits["train"], items, grpo_args, args.out / name, user_interests=interests
+                    sft_dir, data.splits["train"], items, grpo_args, args.out / name, user_interests=interests
                 ).recommender
             except DataError as err:
                 print(f"({name}) skipped: {err}", flush=True)

@@ -79,8 +79,6 @@ def main() -> None:
         "restating_share": restating / len(flat) if flat else 0.0,
         "most_common": sorted(counts.items(), key=lambda kv: -kv[1])[:10],
         "failure_reasons": _reasons(failures),
-        "seconds_this_run": round(seconds, 1),
-        "threads": args.threads,
     }
     users.to_parquet(str(args.sample_out))
     with (args.out / "failures.jsonl").open("w") as f:
