@@ -20,6 +20,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from deepinterestgr.artifacts import load_items
 from deepinterestgr.config import PipelineConfig
 from deepinterestgr.data import prepare
@@ -61,6 +63,7 @@ def main() -> None:
         help="start from this SFT recommender folder instead of the config's run (e.g. the best/ folder of a "
         "benchmarks/beauty_quality.py run); its data comes from --data, the GRPO settings still from --config",
     )  # fmt: skip
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="GRPO seeds (prompt sampling, training)")
     parser.add_argument("--data", type=Path, default=None, help="with --sft: the P5 folder it was trained on")
     args = parser.parse_args()
     config = PipelineConfig.from_yaml(args.config)
@@ -82,45 +85,63 @@ def main() -> None:
     rows = []
     for name in args.variants:
         rewards = VARIANTS[name]
-        started = time.perf_counter()
-        if rewards is None:
-            model = GenerativeRecommender.from_pretrained(sft_dir)
-        else:
-            grpo_args = replace(config.grpo, rewards=rewards)
-            try:
-                interests = None
-                if "interest" in rewards:
-                    users = load_user_interests(data.splits["train"], args.user_interests)
-                    interests = dict(zip(users["user_id"], users["interests"], strict=True))
-                model = train_grpo(
-                    sft_dir, data.splits["train"], items, grpo_args, args.out / name, user_interests=interests
-                ).recommender
-            except DataError as err:
-                print(f"({name}) skipped: {err}", flush=True)
-                rows.append({"variant": name, "rewards": rewards, "skipped": str(err)})
-                continue
-        seconds = time.perf_counter() - started
-        row = {"variant": name, "rewards": rewards or "none (SFT)", "train_seconds": round(seconds, 1)}
-        for split in ("valid", "test"):
-            metrics = evaluate_recommender(model, data.splits[split], max_users=args.max_users)
-            row[split] = {k: v for k, v in metrics.items() if "@" in k}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        for seed in [None] if rewards is None else args.seeds:  # (a) does not train: one evaluation
+            started = time.perf_counter()
+            if rewards is None:
+                model = GenerativeRecommender.from_pretrained(sft_dir)
+            else:
+                grpo_args = replace(config.grpo, rewards=rewards, seed=seed)
+                try:
+                    interests = None
+                    if "interest" in rewards:
+                        users = load_user_interests(data.splits["train"], args.user_interests)
+                        interests = dict(zip(users["user_id"], users["interests"], strict=True))
+                    work = args.out / (name if len(args.seeds) == 1 else f"{name}-seed{seed}")
+                    model = train_grpo(
+                        sft_dir, data.splits["train"], items, grpo_args, work, user_interests=interests
+                    ).recommender
+                except DataError as err:
+                    print(f"({name}) skipped: {err}", flush=True)
+                    rows.append({"variant": name, "rewards": rewards, "skipped": str(err)})
+                    break
+            seconds = time.perf_counter() - started
+            row = {
+                "variant": name,
+                "rewards": rewards or "none (SFT)",
+                "seed": seed,
+                "train_seconds": round(seconds, 1),
+            }
+            for split in ("valid", "test"):
+                metrics = evaluate_recommender(model, data.splits[split], max_users=args.max_users)
+                row[split] = {k: v for k, v in metrics.items() if "@" in k}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ablation.json").write_text(json.dumps(rows, indent=2))
-    header = ["variant", "rewards", "GRPO s", "valid HR@10", "valid NDCG@10", "test HR@5", "test NDCG@5"]
-    print("| " + " | ".join([*header, "test HR@10", "test NDCG@10"]) + " |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for row in rows:
-        if "skipped" in row:
-            print(f"| ({row['variant']}) | {', '.join(row['rewards'])} | skipped: {row['skipped'][:60]} | | | | | | |")
+    print(markdown_table(rows))
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """One line per variant: mean (± std over GRPO seeds, when there are several) of each metric."""
+    columns = [("valid", "HR@10"), ("valid", "NDCG@10"), ("test", "HR@5"), ("test", "NDCG@5"), ("test", "HR@10"),
+               ("test", "NDCG@10")]  # fmt: skip
+    lines = [
+        "| variant | rewards | seeds | GRPO s | " + " | ".join(f"{split} {m}" for split, m in columns) + " |",
+        "|---|---|---|---|" + "---|" * len(columns),
+    ]
+    for name in dict.fromkeys(row["variant"] for row in rows):
+        group = [row for row in rows if row["variant"] == name]
+        rewards = group[0]["rewards"] if isinstance(group[0]["rewards"], str) else ", ".join(group[0]["rewards"])
+        if "skipped" in group[0]:
+            lines.append(f"| ({name}) | {rewards} | | skipped: {group[0]['skipped'][:60]} |" + " |" * len(columns))
             continue
-        v, t = row["valid"], row["test"]
-        rewards = row["rewards"] if isinstance(row["rewards"], str) else ", ".join(row["rewards"])
-        print(
-            f"| ({row['variant']}) | {rewards} | {row['train_seconds']:.0f} | {v['HR@10']:.4f} | {v['NDCG@10']:.4f} "
-            f"| {t['HR@5']:.4f} | {t['NDCG@5']:.4f} | {t['HR@10']:.4f} | {t['NDCG@10']:.4f} |"
-        )
+        cells = []
+        for split, metric in columns:
+            values = np.array([row[split][metric] for row in group])
+            cells.append(f"{values.mean():.4f}" + (f" ± {values.std(ddof=1):.4f}" if len(values) > 1 else ""))
+        seconds = np.mean([row["train_seconds"] for row in group])
+        lines.append(f"| ({name}) | {rewards} | {len(group)} | {seconds:.0f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
