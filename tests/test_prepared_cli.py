@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,19 @@ def test_pipeline_runs_every_stage_then_resumes(tmp_path):
         assert metrics["runs"][0]["users"] == 40
         assert set(metrics["summary"]) == {"HR@5", "NDCG@5", "HR@10", "NDCG@10"}
         assert f"| {stage}, test (40 users, beam 10) |" in second.stdout
+
+    # a finished stage made with other settings is refused, naming the folder and what changed
+    text = config.read_text()
+    config.write_text(text.replace("  epochs: 1\ngrpo", "  epochs: 2\ngrpo"))
+    changed = run_cli("pipeline", "--config", str(config))
+    assert changed.returncode == 2 and "Traceback" not in changed.stderr
+    assert f"sft: {tmp_path / 'run/sft'} was made with other settings (epochs: 1.0 -> 2.0)" in changed.stderr
+    # a stage made before an earlier one re-ran is out of date: refused too
+    config.write_text(text)
+    shutil.rmtree(tmp_path / "run/sft")
+    stale = run_cli("pipeline", "--config", str(config))
+    assert stale.returncode == 2 and "sft: training the recommender" in stale.stdout
+    assert f"grpo: {tmp_path / 'run/grpo'} was made before sft re-ran, so it is out of date" in stale.stderr
 
 
 def test_sft_and_grpo_under_two_process_accelerate_launch(tmp_path):
