@@ -85,18 +85,23 @@ def main() -> None:
     rows = []
     for name in args.variants:
         rewards = VARIANTS[name]
+        try:  # read once per variant, not per seed
+            interests = None
+            if rewards is not None and "interest" in rewards:
+                users = load_user_interests(data.splits["train"], args.user_interests)
+                interests = dict(zip(users["user_id"], users["interests"], strict=True))
+        except DataError as err:
+            print(f"({name}) skipped: {err}", flush=True)
+            rows.append({"variant": name, "rewards": rewards, "skipped": str(err)})
+            continue
         for seed in [None] if rewards is None else args.seeds:  # (a) does not train: one evaluation
             started = time.perf_counter()
             if rewards is None:
                 model = GenerativeRecommender.from_pretrained(sft_dir)
             else:
                 grpo_args = replace(config.grpo, rewards=rewards, seed=seed)
+                work = args.out / (name if len(args.seeds) == 1 else f"{name}-seed{seed}")
                 try:
-                    interests = None
-                    if "interest" in rewards:
-                        users = load_user_interests(data.splits["train"], args.user_interests)
-                        interests = dict(zip(users["user_id"], users["interests"], strict=True))
-                    work = args.out / (name if len(args.seeds) == 1 else f"{name}-seed{seed}")
                     model = train_grpo(
                         sft_dir, data.splits["train"], items, grpo_args, work, user_interests=interests
                     ).recommender

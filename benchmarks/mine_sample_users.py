@@ -15,6 +15,7 @@ import argparse
 import json
 import time
 import zlib
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -65,20 +66,17 @@ def main() -> None:
     ]
     # an interest "restates the history" when all its content words are in one of the shown items' own text
     restating = sum(any(restates_item(i, by_id[item]) for item in seq[-10:]) for i, seq in flat)
-    distinct = {i for i, _ in flat}
-    counts: dict[str, int] = {}
-    for interest, _ in flat:
-        counts[interest] = counts.get(interest, 0) + 1
+    counts = Counter(interest for interest, _ in flat)
     report = {
         "model": backend.model,
         "users": len(users),
         "schema_valid_rate": 1 - len(failures) / len(users),
         "users_with_interests": sum(bool(i) for i in users["interests"]) / len(users),
         "interests_per_user": len(flat) / len(users),
-        "distinct_interests": len(distinct),
+        "distinct_interests": len(counts),
         "restating_share": restating / len(flat) if flat else 0.0,
-        "most_common": sorted(counts.items(), key=lambda kv: -kv[1])[:10],
-        "failure_reasons": _reasons(failures),
+        "most_common": counts.most_common(10),
+        "failure_reasons": dict(Counter(str(failure["reason"]) for failure in failures)),
     }
     users.to_parquet(str(args.sample_out))
     with (args.out / "failures.jsonl").open("w") as f:
@@ -86,13 +84,6 @@ def main() -> None:
     REPORT.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     print(f"{len(users):,} users written to {args.sample_out}")
-
-
-def _reasons(failures: list[dict]) -> dict[str, int]:
-    reasons: dict[str, int] = {}
-    for failure in failures:
-        reasons[str(failure["reason"])] = reasons.get(str(failure["reason"]), 0) + 1
-    return reasons
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ class _Stages:
         self.console = console
         self.rerun: str | None = None  # the first stage that ran in this call: what comes after it is new input
 
-    def reuse(self, stage: str, folder: Path, settings: object | None) -> bool:
+    def reuse(self, stage: str, folder: Path, settings: object) -> bool:
         if not stage_done(folder):
             self.rerun = self.rerun or stage
             return False
@@ -43,21 +43,16 @@ class _Stages:
                 f"{stage}: {folder} was made before {self.rerun} re-ran, so it is out of date; delete {folder} (and "
                 "the stages after it) to rebuild it, or set output_dir to a new folder"
             )
-        if settings is not None:
-            now = json.loads(
-                json.dumps(asdict(settings) if is_dataclass(settings) else settings.model_dump(), default=str)
+        now = json.loads(json.dumps(asdict(settings) if is_dataclass(settings) else settings.model_dump(), default=str))
+        made = read_manifest(folder).get("config") or {}
+        changed = [
+            f"{k}: {made.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(made) | set(now)) if made.get(k) != now.get(k)
+        ]
+        if changed:
+            raise ConfigError(
+                f"{stage}: {folder} was made with other settings ({'; '.join(changed)}); delete {folder} (and the "
+                "stages after it) to rebuild it with these, or set output_dir to a new folder"
             )
-            made = read_manifest(folder).get("config") or {}
-            changed = [
-                f"{k}: {made.get(k)!r} -> {now.get(k)!r}"
-                for k in sorted(set(made) | set(now))
-                if made.get(k) != now.get(k)
-            ]
-            if changed:
-                raise ConfigError(
-                    f"{stage}: {folder} was made with other settings ({'; '.join(changed)}); delete {folder} (and the "
-                    "stages after it) to rebuild it with these, or set output_dir to a new folder"
-                )
         self.console.print(f"[bold]{stage}[/]: done already ({folder}), skipping")
         return True
 
