@@ -34,12 +34,17 @@ from deepinterestgr.stages import join_mined_columns
 class ValidCheck(TrainerCallback):
     """At each epoch end: valid NDCG@10 on a fixed user subset; keep the best weights; stop past the budget."""
 
-    def __init__(self, sid_map, valid, out: Path, *, max_history: int, deadline: float, patience: int = 3):
+    def __init__(
+        self, sid_map, valid, out: Path, *, max_history: int, deadline: float, patience: int = 3, every: int = 1
+    ):
         self.sid_map, self.valid, self.out = sid_map, valid, out
-        self.max_history, self.deadline, self.patience = max_history, deadline, patience
+        self.max_history, self.deadline, self.patience, self.every = max_history, deadline, patience, every
         self.best, self.bad, self.log = -1.0, 0, []
 
     def on_epoch_end(self, args, state, control, model=None, processing_class=None, **kwargs):
+        last = state.epoch >= args.num_train_epochs or time.time() > self.deadline
+        if round(state.epoch) % self.every and not last:
+            return control  # checks cost ~1/3 of an epoch: a long schedule checks every few epochs
         rec = GenerativeRecommender(model, processing_class, self.sid_map, max_history=self.max_history)
         metrics = evaluate_recommender(rec, self.valid)
         model.train()
@@ -82,7 +87,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--weight-decay", type=float, default=0.01)
-    parser.add_argument("--patience", type=int, default=3, help="epochs without valid gain before stopping")
+    parser.add_argument("--patience", type=int, default=3, help="valid checks without gain before stopping")
+    parser.add_argument("--check-every", type=int, default=1, help="epochs between valid checks")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--tag", default="", help="suffix of the run folder")
     parser.add_argument("--random-batches", action="store_true", help="no length-grouped batching")
@@ -133,17 +139,20 @@ def main() -> None:
         logging_steps=100, seed=args.seed,
     )  # fmt: skip
     check = ValidCheck(
-        sid_map, valid, out, max_history=20, deadline=time.time() + 60 * args.minutes, patience=args.patience
-    )
+        sid_map, valid, out, max_history=20, deadline=time.time() + 60 * args.minutes, patience=args.patience,
+        every=args.check_every,
+    )  # fmt: skip
     t0 = time.time()
     result = train_recommender(train, items, sid_map, sft_args, out / "work", callbacks=[check])
     train_minutes = (time.time() - t0) / 60
     params = sum(p.numel() for p in result.recommender.model.parameters())
-    best = GenerativeRecommender.from_pretrained(out / "best")
+    cuda = torch.cuda.is_available()
+    best = GenerativeRecommender.from_pretrained(out / "best", device="cuda" if cuda else None)
     test = evaluate_recommender(best, data.splits["test"])
     summary = {
         "sids": "LETTER published" if args.letter_sids else f"ours (text{enriched} + collaborative RQ-VAE)",
-        "seed": args.seed, "params": params, "train_minutes": round(train_minutes, 1), "valid_log": check.log,
+        "seed": args.seed, "device": torch.cuda.get_device_name() if cuda else "cpu", "params": params,
+        "train_minutes": round(train_minutes, 1), "valid_log": check.log,
         "args": {k: str(v) for k, v in vars(args).items()},
         "best_valid_ndcg10": check.best, "test": test, "sid_unique": report["unique_fraction"],
     }  # fmt: skip
