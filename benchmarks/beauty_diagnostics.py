@@ -1,0 +1,61 @@
+"""Where a Beauty checkpoint loses quality: memorization, valid/test gap, beam width (one checkpoint, user subsets).
+
+Rows:
+- `train-last`: each training sequence's own last item from the items before it (seen in training), `--users`
+  users outside the checked subset;
+- `valid-checked`: the fixed 2,000-user valid subset `beauty_quality.py` chooses epochs on, at beam 20, 50 and 100;
+- `valid-all` / `test-all`: valid and test over every user (one ranking each, beam 20).
+
+Run: `.venv/bin/python benchmarks/beauty_diagnostics.py runs/beauty/ours-seed42-long/best [--users 2000]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+
+from deepinterestgr.data import prepare
+from deepinterestgr.evaluation.evaluate import evaluate_recommender
+from deepinterestgr.recommender.model import GenerativeRecommender
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path, help="a GenerativeRecommender folder (beauty_quality.py's best/)")
+    parser.add_argument(
+        "--beauty", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/amazon/beauty"
+    )
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = prepare("p5", args.beauty, max_history=20)
+    rec = GenerativeRecommender.from_pretrained(args.checkpoint, device="cuda" if torch.cuda.is_available() else None)
+    valid, test = data.splits["valid"], data.splits["test"]
+    order = valid.shuffle(seed=0)["user_id"]  # the order beauty_quality.py takes its first 2,000 from
+    checked, other = set(order[:2000]), set(order[2000 : 2000 + args.users])  # other: for train-last
+    train = data.splits["train"].filter(lambda r: r["user_id"] in other and len(r["item_ids"]) >= 2)
+    seen = Dataset.from_dict(
+        {
+            "user_id": train["user_id"],
+            "history": [s[:-1][-20:] for s in train["item_ids"]],
+            "target": [s[-1] for s in train["item_ids"]],
+        }
+    )
+    rows = {"train-last": evaluate_recommender(rec, seen)}
+    subset = valid.filter(lambda r: r["user_id"] in checked).select(range(min(args.users, len(checked))))
+    for beams in (20, 50, 100):
+        rows[f"valid-checked beam {beams}"] = evaluate_recommender(rec, subset, num_beams=beams)
+    rows["valid-all"] = evaluate_recommender(rec, valid)
+    rows["test-all"] = evaluate_recommender(rec, test)
+    for name, metrics in rows.items():
+        print(json.dumps({"row": name, **{k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}}))
+
+
+if __name__ == "__main__":
+    main()
