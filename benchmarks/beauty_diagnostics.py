@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 
+from beauty_quality import CHECKED_USERS, valid_order
 from deepinterestgr.data import prepare
 from deepinterestgr.evaluation.evaluate import evaluate_recommender
 from deepinterestgr.recommender.model import GenerativeRecommender
@@ -37,8 +38,8 @@ def main() -> None:
     data = prepare("p5", args.beauty, max_history=20)
     rec = GenerativeRecommender.from_pretrained(args.checkpoint, device="cuda" if torch.cuda.is_available() else None)
     valid, test = data.splits["valid"], data.splits["test"]
-    order = valid.shuffle(seed=0)["user_id"]  # the order beauty_quality.py takes its first 2,000 from
-    checked, other = set(order[:2000]), set(order[2000 : 2000 + args.users])  # other: for train-last
+    ordered = valid_order(valid)
+    other = set(ordered["user_id"][CHECKED_USERS : CHECKED_USERS + args.users])  # users for train-last
     train = data.splits["train"].filter(lambda r: r["user_id"] in other and len(r["item_ids"]) >= 2)
     seen = Dataset.from_dict(
         {
@@ -48,7 +49,7 @@ def main() -> None:
         }
     )
     rows = {"train-last": evaluate_recommender(rec, seen)}
-    subset = valid.filter(lambda r: r["user_id"] in checked).select(range(min(args.users, len(checked))))
+    subset = ordered.select(range(CHECKED_USERS))
     for beams in (20, 50, 100):
         rows[f"valid-checked beam {beams}"] = evaluate_recommender(rec, subset, num_beams=beams)
     rows["valid-all"] = evaluate_recommender(rec, valid)

@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from beauty_quality import CHECKED_USERS, valid_order
 from deepinterestgr.data import prepare
 from deepinterestgr.evaluation.metrics import hit_rate_at_k, ndcg_at_k, target_ranks
 from deepinterestgr.recommender.dropout import residual_dropout
@@ -86,7 +87,7 @@ def main() -> None:
     index = {item: i + 1 for i, item in enumerate(data.items["item_id"])}
     train = [[index[i] for i in s[-(args.max_history + 1) :]] for s in data.splits["train"]["item_ids"]]
     train = [s for s in train if len(s) >= 2]  # a lone item has no next item to learn from
-    valid = data.splits["valid"].shuffle(seed=0).select(range(2000))  # the subset beauty_quality.py checks on
+    valid = valid_order(data.splits["valid"]).select(range(CHECKED_USERS))
 
     def encode(split) -> tuple[list[list[int]], list[int]]:
         return [[index[i] for i in h] for h in split["history"]], [index[t] for t in split["target"]]
