@@ -91,10 +91,12 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--mlp", type=int, default=None, help="MLP width (default: 2 x hidden)")
     parser.add_argument("--dropout", type=float, default=0.0, help="residual/embedding dropout while training")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--patience", type=int, default=3, help="valid checks without gain before stopping")
     parser.add_argument("--check-every", type=int, default=1, help="epochs between valid checks")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -137,12 +139,13 @@ def main() -> None:
 
     valid = valid_order(data.splits["valid"]).select(range(CHECKED_USERS))
     backbone = BackboneConfig(
-        hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads, intermediate_size=2 * args.hidden,
-        dropout=0.1,
+        hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads,
+        intermediate_size=args.mlp or 2 * args.hidden, dropout=0.1,
     )  # fmt: skip
     sft_args = RecommenderSFTArguments(
         backbone=backbone, tasks={"sequence": 1.0}, max_history=20, epochs=args.epochs, learning_rate=args.lr,
         batch_size=args.batch, weight_decay=args.weight_decay, hidden_dropout=args.dropout, save_steps=10**9,
+        label_smoothing=args.label_smoothing,
         group_by_length=not args.random_batches,
         logging_steps=100, seed=args.seed,
     )  # fmt: skip

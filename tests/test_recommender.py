@@ -280,3 +280,41 @@ def test_lora_resume_restores_the_trained_sid_rows(tmp_path):
     # the same run again finds its finished checkpoint: no step left to train, so the SID rows must come from it
     again = train_recommender(synthetic_sequences(sid_map), items, sid_map, args, tmp_path).recommender
     assert torch.equal(again.model.get_input_embeddings().weight[rows], trained_rows)
+
+
+def test_sequence_task_makes_every_later_item_a_target_exactly_once():
+    from deepinterestgr.recommender.tasks import PromptTemplates, sequence_examples
+
+    sid_map = catalogue(n=60)
+    long, short = sid_map.item_ids[:45], sid_map.item_ids[45:47]
+    out = sequence_examples([long, short, sid_map.item_ids[:1]], sid_map, max_history=20, templates=PromptTemplates())
+
+    def sids(items):
+        return "".join(sid_map.tokens_of(i) for i in items)
+
+    windows = [long[24:45], long[4:25], long[0:5], short]  # each ends max_history items before the previous one
+    assert out["prompt"] == [sids(w[:1]) for w in windows]
+    assert out["completion"] == [sids(w[1:]) for w in windows]
+    assert sum(c.count("<a_") for c in out["completion"]) == (45 - 1) + (2 - 1)  # one-item sequences give none
+
+
+def test_label_smoothing_reaches_the_loss(tmp_path):
+    from datasets import Dataset
+
+    from deepinterestgr.errors import ConfigError
+    from deepinterestgr.recommender.sft import RecommenderSFTArguments, train_recommender
+
+    sid_map = catalogue()
+    items = Dataset.from_dict({"item_id": sid_map.item_ids})
+
+    def first_loss(smoothing: float) -> float:
+        args = RecommenderSFTArguments(
+            backbone=TINY, epochs=1, batch_size=16, logging_steps=1, label_smoothing=smoothing, seed=0
+        )
+        result = train_recommender(synthetic_sequences(sid_map), items, sid_map, args, tmp_path / str(smoothing))
+        return next(h["loss"] for h in result.log_history if "loss" in h)
+
+    plain, smoothed = first_loss(0.0), first_loss(0.2)
+    assert np.isfinite(smoothed) and smoothed != pytest.approx(plain, rel=1e-3)  # same model, same first batch
+    with pytest.raises(ConfigError, match=r"label_smoothing must be in \[0, 1\), got 1.0"):
+        RecommenderSFTArguments(label_smoothing=1.0)

@@ -36,6 +36,7 @@ def trl_config(args: RecommenderSFTArguments, output_dir: Path) -> SFTConfig:
         lr_scheduler_type="cosine",
         warmup_steps=0.05,
         weight_decay=args.weight_decay,
+        label_smoothing_factor=args.label_smoothing,
         per_device_train_batch_size=args.batch_size,
         train_sampling_strategy="group_by_length" if args.group_by_length else "random",
         max_length=args.max_length,

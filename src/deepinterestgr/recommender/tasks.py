@@ -1,9 +1,9 @@
 """SFT tasks as prompt/completion datasets (TRL's format), mixable by weights.
 
 - `next_item`: history SIDs -> next SID, one example per position of each training sequence (sliding window).
-- `sequence`: one example per training sequence, prompt = first item, completion = all later items' SIDs, so
-  the completion-only loss makes every position predict the next item (as SASRec/HSTU train) in ~1/10 of the
-  tokens of the sliding windows.
+- `sequence`: one example per training sequence (per window of `max_history + 1` items for longer ones), prompt =
+  first item, completion = all later items' SIDs, so the completion-only loss makes every position predict the
+  next item (as SASRec/HSTU train) in ~1/10 of the tokens of the sliding windows.
 - `item2sid` / `sid2item`: align item text with its SID (needs a tokenizer that knows words).
 - `interest_next_item`: history plus the history items' mined descriptors (when the items have `descriptors`).
 """
@@ -50,13 +50,15 @@ def next_item_examples(
 def sequence_examples(
     sequences: Sequence[Sequence[str]], sid_map: SemanticIDMap, *, max_history: int, templates: PromptTemplates
 ) -> dict[str, list[str]]:
+    """One example per window of `max_history + 1` items: a sequence longer than that is cut into windows that end
+    `max_history` items apart, so every item after the first is a target exactly once (keeping only the last window
+    would drop ~11% of Beauty's training transitions, all of them from its most active users)."""
     prompts, completions = [], []
     for seq in sequences:
-        seq = seq[-(max_history + 1) :]
-        if len(seq) < 2:
-            continue
-        prompts.append(templates.render_history(sid_map, seq[:1]))
-        completions.append("".join(sid_map.tokens_of(i) for i in seq[1:]))
+        for end in range(len(seq), 1, -max_history):
+            window = seq[max(0, end - max_history - 1) : end]
+            prompts.append(templates.render_history(sid_map, window[:1]))
+            completions.append("".join(sid_map.tokens_of(i) for i in window[1:]))
     return {"prompt": prompts, "completion": completions}
 
 
