@@ -36,9 +36,10 @@ class ValidCheck(TrainerCallback):
     """At each epoch end: valid NDCG@10 on a fixed user subset; keep the best weights; stop past the budget."""
 
     def __init__(
-        self, sid_map, valid, out: Path, *, max_history: int, deadline: float, patience: int = 3, every: int = 1
-    ):
-        self.sid_map, self.valid, self.out = sid_map, valid, out
+        self, sid_map, valid, out: Path, *, max_history: int, deadline: float, patience: int = 3, every: int = 1,
+        attention: str = "causal",
+    ):  # fmt: skip
+        self.sid_map, self.valid, self.out, self.attention = sid_map, valid, out, attention
         self.max_history, self.deadline, self.patience, self.every = max_history, deadline, patience, every
         self.best, self.bad, self.log = -1.0, 0, []
 
@@ -46,7 +47,9 @@ class ValidCheck(TrainerCallback):
         last = state.epoch >= args.num_train_epochs or time.time() > self.deadline
         if round(state.epoch) % self.every and not last:
             return control  # checks cost ~1/3 of an epoch: a long schedule checks every few epochs
-        rec = GenerativeRecommender(model, processing_class, self.sid_map, max_history=self.max_history)
+        rec = GenerativeRecommender(
+            model, processing_class, self.sid_map, max_history=self.max_history, prompt_attention=self.attention
+        )
         metrics = evaluate_recommender(rec, self.valid)
         model.train()
         self.log.append({"epoch": state.epoch, "minutes": (time.time() - START) / 60, **metrics})
@@ -97,6 +100,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--task", default="sequence", choices=["sequence", "next_item"], help="SFT task form")
+    parser.add_argument("--prompt-attention", default="causal", choices=["causal", "bidirectional"])
     parser.add_argument("--patience", type=int, default=3, help="valid checks without gain before stopping")
     parser.add_argument("--check-every", type=int, default=1, help="epochs between valid checks")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -143,15 +148,15 @@ def main() -> None:
         intermediate_size=args.mlp or 2 * args.hidden, dropout=0.1,
     )  # fmt: skip
     sft_args = RecommenderSFTArguments(
-        backbone=backbone, tasks={"sequence": 1.0}, max_history=20, epochs=args.epochs, learning_rate=args.lr,
+        backbone=backbone, tasks={args.task: 1.0}, max_history=20, epochs=args.epochs, learning_rate=args.lr,
         batch_size=args.batch, weight_decay=args.weight_decay, hidden_dropout=args.dropout, save_steps=10**9,
-        label_smoothing=args.label_smoothing,
+        label_smoothing=args.label_smoothing, prompt_attention=args.prompt_attention,
         group_by_length=not args.random_batches,
         logging_steps=100, seed=args.seed,
     )  # fmt: skip
     check = ValidCheck(
         sid_map, valid, out, max_history=20, deadline=time.time() + 60 * args.minutes, patience=args.patience,
-        every=args.check_every,
+        every=args.check_every, attention=args.prompt_attention,
     )  # fmt: skip
     t0 = time.time()
     result = train_recommender(train, items, sid_map, sft_args, out / "work", callbacks=[check])

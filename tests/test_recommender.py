@@ -318,3 +318,86 @@ def test_label_smoothing_reaches_the_loss(tmp_path):
     assert np.isfinite(smoothed) and smoothed != pytest.approx(plain, rel=1e-3)  # same model, same first batch
     with pytest.raises(ConfigError, match=r"label_smoothing must be in \[0, 1\), got 1.0"):
         RecommenderSFTArguments(label_smoothing=1.0)
+
+
+def test_prefix_lm_mask_attends_both_ways_over_the_prompt_only():
+    from deepinterestgr.recommender.prefix_lm import prefix_lm_mask
+
+    model, _ = load_backbone(TINY, seed=0)
+    attention = torch.tensor([[0, 1, 1, 1, 1]])  # left padding, then 2 prompt and 2 completion tokens
+    prompt = torch.tensor([[0, 1, 1, 0, 0]])
+    allowed = prefix_lm_mask(attention, prompt, model)[0, 0].int().tolist()
+    assert allowed == [
+        [1, 0, 0, 0, 0],  # padding row: itself only (no empty softmax row)
+        [0, 1, 1, 0, 0],  # first prompt token sees the second one
+        [0, 1, 1, 0, 0],
+        [0, 1, 1, 1, 0],  # completion: causal
+        [0, 1, 1, 1, 1],
+    ]
+
+
+def test_bidirectional_prompt_search_matches_brute_force_with_the_prefix_mask(tiny):
+    from deepinterestgr.recommender.prefix_lm import prefix_lm_mask
+
+    paths = sid_paths(tiny.sid_map, tiny.tokenizer)
+    prompt_ids = tiny.tokenizer(tiny.prompts([HISTORIES[2]])[0])["input_ids"]
+    scored = []
+    with torch.no_grad():
+        for row, path in enumerate(paths.tolist()):
+            path = [t for t in path if t >= 0]
+            ids = torch.tensor([prompt_ids + path])
+            prompt = torch.tensor([[1] * len(prompt_ids) + [0] * len(path)])
+            mask = prefix_lm_mask(torch.ones_like(ids), prompt, tiny.model)
+            logits = tiny.model(ids, attention_mask=mask).logits[0, len(prompt_ids) - 1 : -1]
+            logp = torch.log_softmax(logits.float(), -1)[torch.arange(len(path)), torch.tensor(path)]
+            scored.append((float(logp.sum()) / len(path), row))
+    expected = sorted(scored, reverse=True)
+    enc = tiny.tokenizer(tiny.prompts([HISTORIES[2]]), return_tensors="pt")
+    search = {
+        bidirectional: sid_beam_search(
+            tiny.model,
+            enc["input_ids"],
+            enc["attention_mask"],
+            tiny.trie,
+            eos_token_id=tiny.tokenizer.eos_token_id,
+            num_beams=len(tiny.sid_map),
+            bidirectional_prompt=bidirectional,
+        )
+        for bidirectional in (True, False)
+    }
+    assert [i for i in search[True].items[0].tolist() if i >= 0] == [row for _, row in expected]
+    assert np.allclose(search[True].scores[0].numpy(), [s for s, _ in expected], atol=1e-4)
+    assert not torch.allclose(search[True].scores[0], search[False].scores[0])  # the mask changes the model
+
+
+def test_bidirectional_prompt_trains_round_trips_and_is_refused_where_unsupported(tmp_path):
+    from datasets import Dataset
+
+    from deepinterestgr.errors import ConfigError
+    from deepinterestgr.recommender.sft import RecommenderSFTArguments, train_recommender
+    from deepinterestgr.rl.arguments import GRPOArguments
+    from deepinterestgr.rl.grpo import train_grpo
+
+    sid_map = catalogue()
+    items = Dataset.from_dict({"item_id": sid_map.item_ids})
+
+    def run(attention: str):
+        args = RecommenderSFTArguments(
+            backbone=TINY, tasks={"next_item": 1.0}, epochs=1, batch_size=16, logging_steps=1, seed=0,
+            prompt_attention=attention,
+        )  # fmt: skip
+        return train_recommender(synthetic_sequences(sid_map), items, sid_map, args, tmp_path / attention)
+
+    causal, bidirectional = run("causal"), run("bidirectional")
+    first = [next(h["loss"] for h in r.log_history if "loss" in h) for r in (causal, bidirectional)]
+    assert first[0] != pytest.approx(first[1], rel=1e-4)  # same weights, same first batch: the mask was applied
+    rec = bidirectional.recommender
+    rec.save_pretrained(tmp_path / "saved")
+    loaded = GenerativeRecommender.from_pretrained(tmp_path / "saved")
+    assert loaded.prompt_attention == "bidirectional"
+    assert loaded.recommend(HISTORIES, k=5) == rec.recommend(HISTORIES, k=5)
+    with pytest.raises(ConfigError, match="bidirectional needs one target per example"):
+        RecommenderSFTArguments(tasks={"sequence": 1.0}, prompt_attention="bidirectional")
+    with pytest.raises(ConfigError, match="GRPO scores completions with TRL's causal forward"):
+        train = Dataset.from_dict({"user_id": ["u"], "item_ids": [["item1", "item2", "item3"]]})
+        train_grpo(tmp_path / "saved", train, items, GRPOArguments(), tmp_path / "grpo")

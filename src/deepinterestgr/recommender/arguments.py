@@ -62,6 +62,10 @@ class RecommenderSFTArguments:
     hidden_dropout: float = field(
         default=0.0, metadata={"help": "Training-only dropout on embeddings and attention/MLP outputs."}
     )
+    prompt_attention: str = field(
+        default="causal",
+        metadata={"help": "`bidirectional`: history tokens attend both ways (prefix LM; needs next_item tasks)."},
+    )
     label_smoothing: float = field(
         default=0.0, metadata={"help": "Label smoothing of the next-token loss (0: plain cross-entropy)."}
     )
@@ -83,5 +87,14 @@ class RecommenderSFTArguments:
         check(self.epochs > 0 and self.learning_rate > 0, "epochs and learning_rate must be > 0")
         check(min(self.max_history, self.batch_size, self.max_length, self.lora_r) >= 1, "sizes must be >= 1")
         check(0.0 <= self.hidden_dropout < 1.0, f"hidden_dropout must be in [0, 1), got {self.hidden_dropout}")
+        check(
+            self.prompt_attention in ("causal", "bidirectional"),
+            f"prompt_attention must be causal or bidirectional, got {self.prompt_attention!r}",
+        )
+        check(
+            self.prompt_attention == "causal" or self.tasks.get("sequence", 0) <= 0,
+            "prompt_attention: bidirectional needs one target per example; the `sequence` task makes later items "
+            "completion of earlier ones. Use tasks: {next_item: 1.0} (or prompt_attention: causal)",
+        )
         check(0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         check(self.save_steps >= 1 and self.logging_steps >= 1, "save_steps and logging_steps must be >= 1")

@@ -20,6 +20,7 @@ import torch
 from transformers import PreTrainedModel
 
 from deepinterestgr.recommender.constrained import SIDTrie
+from deepinterestgr.recommender.prefix_lm import prefix_lm_mask
 from deepinterestgr.recommender.shared_prefix import ATTENTION_NAME, SharedPrefixCache, supports_shared_prefix
 
 
@@ -57,11 +58,14 @@ def _attention(model: PreTrainedModel, name: str):
 class _Decoder:
     """One cached forward per step over the live beam rows, after the prompt's prefill."""
 
-    def __init__(self, model: PreTrainedModel, input_ids, attention_mask, position_ids, *, shared: bool):
+    def __init__(
+        self, model: PreTrainedModel, input_ids, attention_mask, position_ids, *, shared: bool, bidirectional: bool
+    ):
         self.model, self.shared = model, shared
         self.extra, self.cache_argument = _forward_kwargs(model)
+        prefill_mask = prefix_lm_mask(attention_mask, attention_mask, model) if bidirectional else attention_mask
         out = model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True, **self.extra
+            input_ids=input_ids, attention_mask=prefill_mask, position_ids=position_ids, use_cache=True, **self.extra
         )
         self.prefill_logits = out.logits[:, -1].float()
         if shared:
@@ -96,16 +100,20 @@ def sid_beam_search(
     num_beams: int = 20,
     length_penalty: float = 1.0,
     shared_prefix: bool | None = None,
+    bidirectional_prompt: bool = False,
 ) -> BeamSearchOutput:
     """Top `num_beams` catalogue items per left-padded prompt, by constrained beam search.
 
     `shared_prefix`: keep one copy of each prompt's keys/values for all its beams (default: where the model
-    supports it); `False` uses the model's standard cache, expanded to the beams.
+    supports it); `False` uses the model's standard cache, expanded to the beams. `bidirectional_prompt`: the
+    prompt's tokens attend to each other both ways (a model trained with `prompt_attention="bidirectional"`).
     """
     batch, device = input_ids.shape[0], input_ids.device
     shared = supports_shared_prefix(model) if shared_prefix is None else shared_prefix
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    decoder = _Decoder(model, input_ids, attention_mask, position_ids, shared=shared)
+    decoder = _Decoder(
+        model, input_ids, attention_mask, position_ids, shared=shared, bidirectional=bidirectional_prompt
+    )
     logits = decoder.prefill_logits  # one row per user: all beams start as the same empty hypothesis
     beam_scores = torch.zeros(batch, 1, device=device)
     nodes = torch.zeros(batch, dtype=torch.long, device=device)

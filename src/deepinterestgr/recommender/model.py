@@ -12,9 +12,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import cached_file
 
-from deepinterestgr.errors import DataError
+from deepinterestgr.errors import ConfigError, DataError
 from deepinterestgr.recommender.beam_search import BeamSearchOutput, sid_beam_search
 from deepinterestgr.recommender.constrained import SIDTrie
+from deepinterestgr.recommender.prefix_lm import PROMPT_ATTENTION
 from deepinterestgr.recommender.tasks import PromptTemplates
 from deepinterestgr.recommender.tokens import sid_paths
 from deepinterestgr.sid.semantic_ids import MAP_FILE, SemanticIDMap
@@ -39,8 +40,14 @@ class GenerativeRecommender:
         *,
         max_history: int = 20,
         templates: PromptTemplates | None = None,
+        prompt_attention: str = "causal",
     ):
+        if prompt_attention not in PROMPT_ATTENTION:
+            raise ConfigError(
+                f"prompt_attention must be one of {', '.join(PROMPT_ATTENTION)}, got {prompt_attention!r}"
+            )
         self.model = model.eval()
+        self.prompt_attention = prompt_attention
         self.tokenizer = tokenizer
         self.sid_map = sid_map
         self.max_history = max_history
@@ -83,6 +90,7 @@ class GenerativeRecommender:
                     trie,
                     eos_token_id=self.tokenizer.eos_token_id,
                     num_beams=num_beams,
+                    bidirectional_prompt=self.prompt_attention == "bidirectional",
                 )
                 outputs.append(out)
         finally:
@@ -114,7 +122,11 @@ class GenerativeRecommender:
         self.model.save_pretrained(path, safe_serialization=True)
         self.tokenizer.save_pretrained(path)
         self.sid_map.save(path / MAP_FILE)
-        config = {"max_history": self.max_history, "templates": asdict(self.templates)}
+        config = {
+            "max_history": self.max_history,
+            "templates": asdict(self.templates),
+            "prompt_attention": self.prompt_attention,
+        }
         (path / CONFIG_FILE).write_text(json.dumps(config, indent=2))
         return path
 
@@ -136,6 +148,7 @@ class GenerativeRecommender:
             sid_map,
             max_history=config["max_history"],
             templates=PromptTemplates(**config["templates"]),
+            prompt_attention=config.get("prompt_attention", "causal"),  # folders saved before the option: causal
         )
 
     def push_to_hub(

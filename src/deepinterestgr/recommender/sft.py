@@ -16,11 +16,13 @@ from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
+from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from deepinterestgr.recommender.arguments import RecommenderSFTArguments
 from deepinterestgr.recommender.backbone import load_backbone
 from deepinterestgr.recommender.dropout import residual_dropout
 from deepinterestgr.recommender.model import GenerativeRecommender
+from deepinterestgr.recommender.prefix_lm import PrefixLMCollator, prompt_attention_hook
 from deepinterestgr.recommender.tasks import PromptTemplates, build_sft_dataset
 from deepinterestgr.recommender.tokens import add_sid_tokens
 from deepinterestgr.sid.semantic_ids import SemanticIDMap
@@ -130,20 +132,28 @@ def train_recommender(
         config.weight_decay = 0.0
         rows_checkpoint = SIDRowsCheckpoint(model.get_input_embeddings().weight, sid_rows)
         callbacks.append(rows_checkpoint)
+    bidirectional = args.prompt_attention == "bidirectional"
+    collator = PrefixLMCollator(DataCollatorForLanguageModeling(tokenizer.pad_token_id)) if bidirectional else None
     trainer = SFTTrainer(
-        model=model, args=config, train_dataset=dataset, processing_class=tokenizer, callbacks=callbacks
+        model=model,
+        args=config,
+        data_collator=collator,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=callbacks,
     )
     last = get_last_checkpoint(str(output_dir / "checkpoints")) if (output_dir / "checkpoints").is_dir() else None
     if last and rows_checkpoint is not None:
         rows_checkpoint.restore(Path(last))
-    with residual_dropout(trainer.model, args.hidden_dropout):
+    with residual_dropout(trainer.model, args.hidden_dropout), prompt_attention_hook(trainer.model):
         trainer.train(resume_from_checkpoint=last)
     trained = trainer.model
     if args.lora:
         trained = trained.merge_and_unload()
     recommender = GenerativeRecommender(
-        trained, tokenizer, sid_map, max_history=args.max_history, templates=PromptTemplates()
-    )
+        trained, tokenizer, sid_map, max_history=args.max_history, templates=PromptTemplates(),
+        prompt_attention=args.prompt_attention,
+    )  # fmt: skip
     return SFTResult(recommender, trainer.state.log_history)
 
 

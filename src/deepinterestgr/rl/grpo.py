@@ -17,7 +17,7 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
-from deepinterestgr.errors import DataError
+from deepinterestgr.errors import ConfigError, DataError
 from deepinterestgr.mining.quality import quality_column
 from deepinterestgr.recommender.model import GenerativeRecommender
 from deepinterestgr.recommender.tokens import sid_paths
@@ -148,6 +148,11 @@ def train_grpo(
         )
     output_dir = Path(output_dir)
     start = GenerativeRecommender.from_pretrained(sft_model)
+    if start.prompt_attention != "causal":
+        raise ConfigError(
+            f"{sft_model}: GRPO scores completions with TRL's causal forward, but this recommender was trained with "
+            f"prompt_attention={start.prompt_attention!r}; run its SFT with prompt_attention: causal to add GRPO"
+        )
     tokenizer, sid_map = start.tokenizer, start.sid_map
     dataset = grpo_dataset(train, start, args, user_interests=user_interests)
     rewards, weights = build_rewards(args, sid_map, items)
