@@ -4,9 +4,13 @@ Rows:
 - `train-last`: each training sequence's own last item from the items before it (seen in training), `--users`
   users outside the checked subset;
 - `valid-checked`: the fixed 2,000-user valid subset `beauty_quality.py` chooses epochs on, at beam 20, 50 and 100;
-- `valid-all` / `test-all`: valid and test over every user (one ranking each, beam 20).
+- `valid-all` / `test-all`: valid and test over every user (one ranking each, beam 20);
+- `test-without-valid-item`: the test targets ranked from the valid histories (the valid item left out): if the
+  model leaned on having seen the training sequence exactly, this would beat `test-all`; if the test targets are
+  just harder, it falls below it.
 
-Run: `.venv/bin/python benchmarks/beauty_diagnostics.py runs/beauty/ours-seed42-long/best [--users 2000]`
+Run: `.venv/bin/python benchmarks/beauty_diagnostics.py runs/beauty/ours-seed42-long/best [--users 2000]
+[--rows test-all test-without-valid-item]`
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ def main() -> None:
     )
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--rows", nargs="*", default=None, help="only these rows (names as printed; default: all)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -39,21 +44,34 @@ def main() -> None:
     rec = GenerativeRecommender.from_pretrained(args.checkpoint, device="cuda" if torch.cuda.is_available() else None)
     valid, test = data.splits["valid"], data.splits["test"]
     ordered = valid_order(valid)
-    other = set(ordered["user_id"][CHECKED_USERS : CHECKED_USERS + args.users])  # users for train-last
-    train = data.splits["train"].filter(lambda r: r["user_id"] in other and len(r["item_ids"]) >= 2)
-    seen = Dataset.from_dict(
-        {
-            "user_id": train["user_id"],
-            "history": [s[:-1][-20:] for s in train["item_ids"]],
-            "target": [s[-1] for s in train["item_ids"]],
-        }
-    )
-    rows = {"train-last": evaluate_recommender(rec, seen)}
+
+    def train_last() -> Dataset:
+        other = set(ordered["user_id"][CHECKED_USERS : CHECKED_USERS + args.users])  # users for train-last
+        train = data.splits["train"].filter(lambda r: r["user_id"] in other and len(r["item_ids"]) >= 2)
+        history = [s[:-1][-20:] for s in train["item_ids"]]
+        return Dataset.from_dict(
+            {"user_id": train["user_id"], "history": history, "target": [s[-1] for s in train["item_ids"]]}
+        )
+
+    if valid["user_id"] != test["user_id"]:  # test-without-valid-item pairs valid histories with test targets
+        parser.error("the valid and test splits list different users; this diagnostic needs one row per user in both")
     subset = ordered.select(range(CHECKED_USERS))
-    for beams in (20, 50, 100):
-        rows[f"valid-checked beam {beams}"] = evaluate_recommender(rec, subset, num_beams=beams)
-    rows["valid-all"] = evaluate_recommender(rec, valid)
-    rows["test-all"] = evaluate_recommender(rec, test)
+    plan = {
+        "train-last": lambda: evaluate_recommender(rec, train_last()),
+        **{
+            f"valid-checked beam {b}": (lambda b=b: evaluate_recommender(rec, subset, num_beams=b))
+            for b in (20, 50, 100)
+        },
+        "valid-all": lambda: evaluate_recommender(rec, valid),
+        "test-all": lambda: evaluate_recommender(rec, test),
+        "test-without-valid-item": lambda: evaluate_recommender(
+            rec, Dataset.from_dict({"history": valid["history"], "target": test["target"]})
+        ),
+    }
+    unknown = set(args.rows or []) - set(plan)
+    if unknown:
+        parser.error(f"unknown row(s) {sorted(unknown)}; choose from {list(plan)}")
+    rows = {name: run() for name, run in plan.items() if args.rows is None or name in args.rows}
     for name, metrics in rows.items():
         print(json.dumps({"row": name, **{k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}}))
 

@@ -102,6 +102,9 @@ def main() -> None:
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--task", default="sequence", choices=["sequence", "next_item"], help="SFT task form")
     parser.add_argument("--prompt-attention", default="causal", choices=["causal", "bidirectional"])
+    parser.add_argument(
+        "--item-suffix", action="store_true", help="every item gets its own last-level token (SID + item id)"
+    )
     parser.add_argument("--patience", type=int, default=3, help="valid checks without gain before stopping")
     parser.add_argument("--check-every", type=int, default=1, help="epochs between valid checks")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -137,6 +140,8 @@ def main() -> None:
         sid_map = tokenizer.sid_map
         sid_map.save(args.out / f"sids-{name}.json")
     sid_seconds = time.time() - t0
+    if args.item_suffix:  # the suffix level becomes a per-item token: free per-item vectors after the shared codes
+        sid_map = SemanticIDMap(sid_map.item_ids, sid_map.codes, np.arange(len(sid_map)), sid_map.codebook_size)
     report = sid_quality(sid_map.codes, codebook_size=256)
     print(
         f"SIDs: {report['unique_fraction']:.1%} unique, suffix {sid_map.suffix_size}, {sid_seconds:.0f} s", flush=True
