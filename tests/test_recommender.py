@@ -31,18 +31,35 @@ def tiny():
 
 
 @torch.no_grad()
-def brute_force(rec: GenerativeRecommender, prompt: str, length_penalty: float = 1.0) -> list[tuple[float, int]]:
-    """Score every catalogue item by teacher forcing its whole path (SID + EOS)."""
+def brute_force(
+    rec: GenerativeRecommender, prompt: str, length_penalty: float = 1.0, *, bidirectional: bool = False
+) -> list[tuple[float, int]]:
+    """Score every catalogue item by teacher forcing its whole path (SID + EOS); `bidirectional`: under the
+    prefix-LM mask (the prompt's tokens attend both ways)."""
+    from deepinterestgr.recommender.prefix_lm import prefix_lm_mask
+
     paths = sid_paths(rec.sid_map, rec.tokenizer)
     prompt_ids = rec.tokenizer(prompt)["input_ids"]
     scored = []
     for row, path in enumerate(paths.tolist()):
         path = [t for t in path if t >= 0]
         ids = torch.tensor([prompt_ids + path])
-        logp = torch.log_softmax(rec.model(ids).logits[0, len(prompt_ids) - 1 : -1].float(), -1)
+        prompt_mask = torch.tensor([[1] * len(prompt_ids) + [0] * len(path)])
+        mask = prefix_lm_mask(torch.ones_like(ids), prompt_mask, rec.model) if bidirectional else None
+        logits = rec.model(ids, attention_mask=mask).logits[0, len(prompt_ids) - 1 : -1]
+        logp = torch.log_softmax(logits.float(), -1)
         total = float(logp[torch.arange(len(path)), torch.tensor(path)].sum())
         scored.append((total / len(path) ** length_penalty, row))
     return sorted(scored, reverse=True)
+
+
+def search_catalogue(rec: GenerativeRecommender, history: list[str], **kwargs):
+    """Constrained beam search for one history with as many beams as items (the whole ranking)."""
+    enc = rec.tokenizer(rec.prompts([history]), return_tensors="pt")
+    return sid_beam_search(
+        rec.model, enc["input_ids"], enc["attention_mask"], rec.trie, eos_token_id=rec.tokenizer.eos_token_id,
+        num_beams=len(rec.sid_map), **kwargs,
+    )  # fmt: skip
 
 
 def test_sid_tokens_are_normal_tokens_and_consistent(tiny):
@@ -74,16 +91,7 @@ def test_beam_search_matches_brute_force_ranking(tiny, shared_prefix):
     tiny.tokenizer.padding_side = "left"
     for history in HISTORIES:
         expected = brute_force(tiny, tiny.prompts([history])[0])
-        enc = tiny.tokenizer(tiny.prompts([history]), return_tensors="pt")
-        out = sid_beam_search(
-            tiny.model,
-            enc["input_ids"],
-            enc["attention_mask"],
-            tiny.trie,
-            eos_token_id=tiny.tokenizer.eos_token_id,
-            num_beams=len(tiny.sid_map),
-            shared_prefix=shared_prefix,
-        )
+        out = search_catalogue(tiny, history, shared_prefix=shared_prefix)
         got = [i for i in out.items[0].tolist() if i >= 0]
         assert got[0] == expected[0][1]
         assert got == [row for _, row in expected]  # beams cover the catalogue: the whole ranking agrees
@@ -337,34 +345,8 @@ def test_prefix_lm_mask_attends_both_ways_over_the_prompt_only():
 
 
 def test_bidirectional_prompt_search_matches_brute_force_with_the_prefix_mask(tiny):
-    from deepinterestgr.recommender.prefix_lm import prefix_lm_mask
-
-    paths = sid_paths(tiny.sid_map, tiny.tokenizer)
-    prompt_ids = tiny.tokenizer(tiny.prompts([HISTORIES[2]])[0])["input_ids"]
-    scored = []
-    with torch.no_grad():
-        for row, path in enumerate(paths.tolist()):
-            path = [t for t in path if t >= 0]
-            ids = torch.tensor([prompt_ids + path])
-            prompt = torch.tensor([[1] * len(prompt_ids) + [0] * len(path)])
-            mask = prefix_lm_mask(torch.ones_like(ids), prompt, tiny.model)
-            logits = tiny.model(ids, attention_mask=mask).logits[0, len(prompt_ids) - 1 : -1]
-            logp = torch.log_softmax(logits.float(), -1)[torch.arange(len(path)), torch.tensor(path)]
-            scored.append((float(logp.sum()) / len(path), row))
-    expected = sorted(scored, reverse=True)
-    enc = tiny.tokenizer(tiny.prompts([HISTORIES[2]]), return_tensors="pt")
-    search = {
-        bidirectional: sid_beam_search(
-            tiny.model,
-            enc["input_ids"],
-            enc["attention_mask"],
-            tiny.trie,
-            eos_token_id=tiny.tokenizer.eos_token_id,
-            num_beams=len(tiny.sid_map),
-            bidirectional_prompt=bidirectional,
-        )
-        for bidirectional in (True, False)
-    }
+    expected = brute_force(tiny, tiny.prompts([HISTORIES[2]])[0], bidirectional=True)
+    search = {b: search_catalogue(tiny, HISTORIES[2], bidirectional_prompt=b) for b in (True, False)}
     assert [i for i in search[True].items[0].tolist() if i >= 0] == [row for _, row in expected]
     assert np.allclose(search[True].scores[0].numpy(), [s for s, _ in expected], atol=1e-4)
     assert not torch.allclose(search[True].scores[0], search[False].scores[0])  # the mask changes the model
