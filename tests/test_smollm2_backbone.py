@@ -76,7 +76,7 @@ def test_lora_sft_on_packaged_smollm2(offline, one_thread, tmp_path):
     items = Dataset.from_dict({"item_id": sid_map.item_ids})
     args = RecommenderSFTArguments(
         backbone=BackboneConfig(name=SMOLLM2_ID),  # the Hub id: offline, it resolves to the packaged GGUF
-        max_history=3,
+        max_history=4,  # each 5-item sequence is one `sequence` window
         epochs=1,
         batch_size=4,  # 10 examples: 3 optimizer steps
         lora=True,
