@@ -13,6 +13,7 @@ from pydantic import ConfigDict
 from deepinterestgr.errors import ConfigError
 
 SCRATCH = "scratch-llama"
+PROMPT_ATTENTION = ("causal", "bidirectional")  # how a prompt's tokens attend to each other
 
 
 def check(condition: bool, message: str) -> None:
@@ -88,8 +89,8 @@ class RecommenderSFTArguments:
         check(min(self.max_history, self.batch_size, self.max_length, self.lora_r) >= 1, "sizes must be >= 1")
         check(0.0 <= self.hidden_dropout < 1.0, f"hidden_dropout must be in [0, 1), got {self.hidden_dropout}")
         check(
-            self.prompt_attention in ("causal", "bidirectional"),
-            f"prompt_attention must be causal or bidirectional, got {self.prompt_attention!r}",
+            self.prompt_attention in PROMPT_ATTENTION,
+            f"prompt_attention must be one of {', '.join(PROMPT_ATTENTION)}, got {self.prompt_attention!r}",
         )
         check(
             self.prompt_attention == "causal" or self.tasks.get("sequence", 0) <= 0,

@@ -13,9 +13,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from transformers.utils import cached_file
 
 from deepinterestgr.errors import ConfigError, DataError
+from deepinterestgr.recommender.arguments import PROMPT_ATTENTION
 from deepinterestgr.recommender.beam_search import BeamSearchOutput, sid_beam_search
 from deepinterestgr.recommender.constrained import SIDTrie
-from deepinterestgr.recommender.prefix_lm import PROMPT_ATTENTION
 from deepinterestgr.recommender.tasks import PromptTemplates
 from deepinterestgr.recommender.tokens import sid_paths
 from deepinterestgr.sid.semantic_ids import MAP_FILE, SemanticIDMap

@@ -19,7 +19,6 @@ from contextlib import contextmanager
 import torch
 from transformers import PreTrainedModel
 
-PROMPT_ATTENTION = ("causal", "bidirectional")
 PROMPT_MASK = "prompt_mask"  # collator key: True on real prompt tokens
 
 
