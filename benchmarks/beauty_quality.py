@@ -24,6 +24,7 @@ from transformers import TrainerCallback
 from deepinterestgr.data import prepare
 from deepinterestgr.embedding.stage import embed_items
 from deepinterestgr.evaluation.evaluate import evaluate_recommender
+from deepinterestgr.recommender.arguments import PROMPT_ATTENTION
 from deepinterestgr.recommender.backbone import BackboneConfig
 from deepinterestgr.recommender.model import GenerativeRecommender
 from deepinterestgr.recommender.sft import RecommenderSFTArguments, train_recommender
@@ -101,7 +102,7 @@ def main() -> None:
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--task", default="sequence", choices=["sequence", "next_item"], help="SFT task form")
-    parser.add_argument("--prompt-attention", default="causal", choices=["causal", "bidirectional"])
+    parser.add_argument("--prompt-attention", default="causal", choices=PROMPT_ATTENTION)
     parser.add_argument(
         "--item-suffix", action="store_true", help="every item gets its own last-level token (SID + item id)"
     )

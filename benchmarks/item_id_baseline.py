@@ -70,15 +70,16 @@ class SIDSumItems(nn.Module):
         return self.table(self.index).sum(1)
 
 
-def hidden_states(model, items: SIDSumItems | None, ids, mask, *, dropout: float = 0.0) -> torch.Tensor:
-    if items is None:
+def hidden_states(model, vectors: torch.Tensor | None, ids, mask, *, dropout: float = 0.0) -> torch.Tensor:
+    """Last-layer states; `vectors`: the SID-sum item table (computed once per step), None for item-id rows."""
+    if vectors is None:
         return model.model(input_ids=ids, attention_mask=mask).last_hidden_state
-    embeds = F.dropout(items()[ids], dropout, training=model.training)  # the embedding dropout of the id model
+    embeds = F.dropout(vectors[ids], dropout, training=model.training)  # the embedding dropout of the id model
     return model.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
 
 
-def item_logits(model, items: SIDSumItems | None, hidden: torch.Tensor) -> torch.Tensor:
-    return model.lm_head(hidden) if items is None else hidden @ items().T
+def item_logits(model, vectors: torch.Tensor | None, hidden: torch.Tensor) -> torch.Tensor:
+    return model.lm_head(hidden) if vectors is None else hidden @ vectors.T
 
 
 @torch.no_grad()
@@ -87,13 +88,14 @@ def evaluate(
 ) -> dict:
     """Full ranking: every item scored by the softmax at the history's last position, top 10 kept."""
     model.eval()
+    vectors = None if items is None else items()
     top = []
     for start in range(0, len(histories), batch):
         rows = histories[start : start + batch]
         ids, mask = right_padded(rows, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            hidden = hidden_states(model, items, ids, mask)
-            last = item_logits(model, items, hidden[torch.arange(len(rows), device=device), mask.sum(1) - 1]).float()
+            hidden = hidden_states(model, vectors, ids, mask)
+            last = item_logits(model, vectors, hidden[torch.arange(len(rows), device=device), mask.sum(1) - 1]).float()
         last[:, PAD] = -torch.inf  # scores of the last position only: the full logits would be 20x the memory
         top.append(last.topk(10).indices.cpu().numpy())
     ranks = target_ranks(np.concatenate(top), targets)
@@ -163,8 +165,9 @@ def main() -> None:
                     if items is None:
                         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
                     else:
-                        hidden = hidden_states(model, items, ids, mask, dropout=args.dropout)
-                        logits = item_logits(model, items, hidden[:, :-1]).float()
+                        vectors = items()
+                        hidden = hidden_states(model, vectors, ids, mask, dropout=args.dropout)
+                        logits = item_logits(model, vectors, hidden[:, :-1]).float()
                         loss = F.cross_entropy(logits.flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
