@@ -157,6 +157,8 @@ def test_stage_commands_report_missing_inputs(tmp_path):
     assert run_cli("prepare", "--format", "p5", "--out", str(prepared)).returncode == 0
     result = run_cli("quantize", "--items", str(prepared), "--out", str(tmp_path / "sid"))
     assert result.returncode == 2 and "missing column(s) embedding; run the stage that adds them first" in result.stderr
+    result = run_cli("quantize", "--items", str(prepared), "--out", str(tmp_path / "sid"), "--suffix", "every")
+    assert result.returncode == 2 and "--suffix" in result.stderr and "'collision' or 'item'" in result.stderr
     result = run_cli("embed", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "e"))
     assert result.returncode == 2 and "not a prepared dataset folder" in result.stderr
     result = run_cli("embed", "--data", str(prepared), "--out", str(tmp_path / "e"), "--collaborative", "maybe")

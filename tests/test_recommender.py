@@ -16,15 +16,16 @@ from deepinterestgr.sid import SemanticIDMap
 TINY = BackboneConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, dropout=0.0)
 
 
-def catalogue(n: int = 40, codebook: int = 4, seed: int = 0) -> SemanticIDMap:
+def catalogue(n: int = 40, codebook: int = 4, seed: int = 0, suffix: str = "collision") -> SemanticIDMap:
     rng = np.random.default_rng(seed)
     codes = rng.integers(0, codebook, size=(n, 3))
-    return SemanticIDMap.from_codes([f"item{i}" for i in range(n)], codes, codebook_size=codebook)
+    return SemanticIDMap.from_codes([f"item{i}" for i in range(n)], codes, codebook_size=codebook, suffix=suffix)
 
 
-@pytest.fixture
-def tiny():
-    sid_map = catalogue()
+@pytest.fixture(params=["collision", "item"])
+def tiny(request):
+    """A tiny recommender over a random 40-item catalogue, with collision suffixes and with per-item suffixes."""
+    sid_map = catalogue(suffix=request.param)
     model, tokenizer = load_backbone(TINY, seed=0)
     add_sid_tokens(model, tokenizer, sid_map)
     return GenerativeRecommender(model, tokenizer, sid_map, max_history=5)

@@ -183,3 +183,20 @@ def test_bad_inputs_have_clear_errors():
         model.get_codes(torch.tensor([[float("inf")] * 12]))
     with pytest.raises(ValueError, match="warmup_epochs must be in"):
         RQVAETrainingArguments(epochs=3, warmup_epochs=3)
+
+
+def test_quantize_stage_with_per_item_suffixes():
+    from datasets import Dataset
+
+    from deepinterestgr.config import QuantizeConfig
+    from deepinterestgr.sid.quantize import quantize_items
+
+    x = clustered(60)
+    items = Dataset.from_dict({"item_id": [f"i{n}" for n in range(60)], "embedding": x.tolist()})
+    out, tokenizer = quantize_items(
+        items, config=RQVAEConfig(**TINY), args=RQVAETrainingArguments(**QUICK), suffix="item"
+    )
+    assert tokenizer.sid_map.per_item_suffix and tokenizer.report["suffix"] == "item"
+    assert [sid[-1] for sid in out["sid"]] == list(range(60)) and {len(sid) for sid in out["sid"]} == {4}
+    with pytest.raises(ValueError, match="suffix"):
+        QuantizeConfig(suffix="every")

@@ -67,3 +67,16 @@ def test_quality_report_by_hand():
     assert report["utilization"] == pytest.approx([2 / 8, 2 / 8, 3 / 8])
     p = np.array([4, 1]) / 5
     assert report["perplexity"][0] == pytest.approx(np.exp(-(p * np.log(p)).sum()))
+
+
+def test_per_item_suffix_gives_every_item_its_own_last_code(tmp_path):
+    sid_map = SemanticIDMap.from_codes(ITEMS, CODES, codebook_size=8, suffix="item")
+    assert sid_map.suffix.tolist() == [0, 1, 2, 3, 4] and sid_map.per_item_suffix
+    assert sid_map.tokens_of("i2") == "<a_4><b_5><c_6><d_2>"
+    assert len(sid_map.vocabulary()) == 3 * 8 + len(ITEMS)
+    assert sid_map.item_for_tokens("<a_4><b_5><c_6>") is None  # every SID now ends in its item's suffix
+    back = SemanticIDMap.load(sid_map.save(tmp_path / "m.json"))
+    assert back.per_item_suffix and [back.tokens_of(i) for i in ITEMS] == [sid_map.tokens_of(i) for i in ITEMS]
+    assert not SemanticIDMap.from_codes(ITEMS, CODES, codebook_size=8).per_item_suffix
+    with pytest.raises(DataError, match="suffix='items' is not one of"):
+        SemanticIDMap.from_codes(ITEMS, CODES, codebook_size=8, suffix="items")

@@ -8,6 +8,7 @@ for the API and browser tests. The browser test saves screenshots under test-art
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.metadata
 import importlib.util
@@ -37,6 +38,7 @@ from deepinterestgr.errors import ConfigError
 from deepinterestgr.mining.local import LocalBackend
 from deepinterestgr.mining.prompts import DEFAULT_TEMPLATES
 from deepinterestgr.mining.quality import item_quality
+from deepinterestgr.sid import SemanticIDMap
 from deepinterestgr.space import InputError, Miner, SpaceData, load_from_env, load_hub, load_run
 from deepinterestgr.space import explorer as ex
 from deepinterestgr.space import mine as mn
@@ -582,3 +584,20 @@ def test_browser_pick_user_recommend_and_explore_sids(space_url, data):
         finally:
             browser.close()
     print(f"screenshots: {recommend_shot} {explorer_shot}")
+
+
+def test_per_item_suffixes_list_only_shared_tuples_as_collisions(data):
+    sid_map = data.sid_map
+    per_item = SemanticIDMap.from_codes(
+        sid_map.item_ids, sid_map.codes, codebook_size=sid_map.codebook_size, suffix="item"
+    )
+    expected = [(c.codes, c.items) for c in ex.collisions(sid_map)]
+    assert [(c.codes, c.items) for c in ex.collisions(per_item)] == expected
+    assert f"({len(per_item):,} items carry a suffix" in ex.overview(per_item)
+    unique = int(np.flatnonzero(sid_map.suffix < 0)[0])
+    recommender = copy.copy(data.recommender)  # the explorer reads only the map
+    recommender.sid_map = per_item
+    leaf = ex.explore(
+        dataclasses.replace(data, recommender=recommender), ex.prefix_tokens(sid_map.codes[unique].tolist())
+    )
+    assert leaf.total_items == 1 and leaf.heading.endswith("1 item suffix(es).")

@@ -120,15 +120,20 @@ def quantize(
     items: Annotated[Path, typer.Option("--items", "-i", help="Folder written by `embed`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for items with `sid` and the tokenizer.")],
     codebook_size: Annotated[int, typer.Option(min=2, help="Codes per level.")] = 256,
-    num_levels: Annotated[int, typer.Option(min=1, help="Levels before the collision suffix.")] = 3,
+    num_levels: Annotated[int, typer.Option(min=1, help="Levels before the suffix.")] = 3,
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed.")] = 42,
+    suffix: Annotated[str, typer.Option(help="collision | item: suffix codes for colliding items or every item.")] = (
+        "collision"
+    ),
 ) -> None:
     """Train the RQ-VAE, assign every item its SID, save the tokenizer and a quality report."""
     from deepinterestgr.config import QuantizeConfig
     from deepinterestgr.stages import run_quantize
 
-    config = _validated(QuantizeConfig, codebook_size=codebook_size, num_levels=num_levels, epochs=epochs, seed=seed)
+    config = _validated(
+        QuantizeConfig, codebook_size=codebook_size, num_levels=num_levels, epochs=epochs, seed=seed, suffix=suffix
+    )
     path = run_quantize(items, out, config, console=console)
     console.print(f"saved to {path} (tokenizer in {path / 'tokenizer'})")
 

@@ -100,8 +100,13 @@ class QuantizeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    num_levels: int = Field(3, ge=1, description="Codes per SID before the collision suffix.")
+    num_levels: int = Field(3, ge=1, description="Codes per SID before the suffix.")
     codebook_size: int = Field(256, ge=2, description="Codes per level.")
+    suffix: Literal["collision", "item"] = Field(
+        "collision",
+        description="Suffix codes: only for items that share all level codes (TIGER), or one per item (a free "
+        "per-item token: better ranking on a GPU budget, a larger vocabulary; see benchmarks/RESULTS.md).",
+    )
     latent_dim: int = Field(64, ge=1, description="Size of the quantized latent.")
     hidden_dims: list[int] = Field(default_factory=lambda: [512, 256, 128], description="Encoder MLP widths.")
     epochs: int = Field(100, ge=1, description="Training epochs.")

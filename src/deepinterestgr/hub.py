@@ -17,6 +17,7 @@ import json
 import math
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -428,10 +429,9 @@ def _enrichment(items: Dataset) -> list[tuple[str, str]]:
         values = [q for q in items["quality"] if q is not None]
         rows.append(("mean item quality q_i", f"{sum(values) / max(len(values), 1):.3f}"))
     if "sid" in items.column_names:
-        lengths = [len(s) for s in items["sid"]]
-        levels = min(lengths) if lengths else 0
-        rows.append(("SID levels", str(levels)))
-        rows.append(("items with a collision suffix", f"{sum(1 for x in lengths if x > levels):,}"))
+        # codes per item, not "levels + suffix": with per-item suffixes every item has L + 1 codes
+        lengths = Counter(len(s) for s in items["sid"])
+        rows.append(("codes per SID", "; ".join(f"{k}: {n:,} items" for k, n in sorted(lengths.items()))))
     return rows
 
 

@@ -281,7 +281,9 @@ def run_quantize(embedded_dir: str | Path, out: str | Path, config: QuantizeConf
     )
     out = Path(out)
     checkpoint = out.parent / f".{out.name}.checkpoint"
-    items, tokenizer = quantize_items(items, config=rq_config, args=args, checkpoint_dir=checkpoint)
+    items, tokenizer = quantize_items(
+        items, config=rq_config, args=args, checkpoint_dir=checkpoint, suffix=config.suffix
+    )
     console.print(quality_table(tokenizer.report))
 
     def write(tmp: Path) -> None:
@@ -390,7 +392,7 @@ def quality_table(report: dict) -> Table:
     table.add_row("items", f"{report['items']:,}")
     table.add_row(f"unique at {report['levels']} levels", f"{report['unique_fraction']:.1%}")
     table.add_row("max items per shared tuple", str(report["max_items_per_tuple"]))
-    table.add_row("suffix codes", str(report.get("suffix_size", "-")))
+    table.add_row(f"suffix codes ({report.get('suffix', 'collision')})", str(report.get("suffix_size", "-")))
     table.add_row("utilization per level", " / ".join(f"{u:.0%}" for u in report["utilization"]))
     table.add_row("perplexity per level", " / ".join(f"{p:.0f}" for p in report["perplexity"]))
     table.add_row("reconstruction loss", f"{report['reconstruction_loss']:.5f}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from datasets import Dataset
@@ -23,8 +24,10 @@ def quantize_items(
     image_column: str | None = None,
     aux_column: str | None = None,
     checkpoint_dir: str | Path | None = None,
+    suffix: Literal["collision", "item"] = "collision",  # suffix codes for colliding items only, or for every item
 ) -> tuple[Dataset, SemanticIDTokenizer]:
-    """Items with an `sid` column (L codes, plus a suffix code for colliding items) and the trained tokenizer."""
+    """Items with an `sid` column (L codes, plus a suffix code for colliding items or for every item, see
+    `SemanticIDMap.from_codes`) and the trained tokenizer."""
     for column in (embedding_column, image_column, aux_column):
         if column and column not in items.column_names:
             raise DataError(f"items have no {column!r} column; run `deepinterestgr embed` first")
@@ -36,8 +39,11 @@ def quantize_items(
     result = train_rqvae(
         embeddings, config, args, image_embeddings=image, aux_targets=aux, checkpoint_dir=checkpoint_dir
     )
-    sid_map = SemanticIDMap.from_codes(items["item_id"], result.codes, codebook_size=config.codebook_size)
+    sid_map = SemanticIDMap.from_codes(
+        items["item_id"], result.codes, codebook_size=config.codebook_size, suffix=suffix
+    )
     result.report["suffix_size"] = sid_map.suffix_size
+    result.report["suffix"] = suffix
     tokenizer = SemanticIDTokenizer(result.model, sid_map, result.report)
     sids = [list(sid_map.codes_of(item)) for item in items["item_id"]]
     if "sid" in items.column_names:

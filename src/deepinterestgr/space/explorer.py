@@ -1,7 +1,7 @@
 """The SID explorer tab: the code tree level by level, the items under a prefix, and the collisions.
 
-A prefix is a tuple of codes from level 1 down; level L + 1 is the collision suffix (`<d_k>` for 3 levels), which
-only items sharing all L codes have.
+A prefix is a tuple of codes from level 1 down; level L + 1 is the suffix (`<d_k>` for 3 levels), which only items
+sharing all L codes have (collision suffixes) or every item has (per-item suffixes).
 """
 
 from __future__ import annotations
@@ -59,11 +59,11 @@ def parse_prefix(sid_map: SemanticIDMap, text: str | None) -> tuple[int, ...]:
         codes = tuple(int(p) for p in parts)
     levels = sid_map.num_levels
     if len(codes) > levels + 1:
-        raise InputError(f"a prefix has at most {levels + 1} codes ({levels} levels + the collision suffix)")
+        raise InputError(f"a prefix has at most {levels + 1} codes ({levels} levels + the suffix)")
     for level, code in enumerate(codes):
         size = sid_map.codebook_size if level < levels else sid_map.suffix_size
         if code >= size:
-            what = f"level {level + 1}" if level < levels else "the collision suffix"
+            what = f"level {level + 1}" if level < levels else "the suffix"
             raise InputError(f"code {code} at {what} is out of range: {what} has codes 0..{size - 1}")
     return codes
 
@@ -147,6 +147,8 @@ def collisions(sid_map: SemanticIDMap, prefix: tuple[int, ...] = ()) -> list[Col
     suffix_letter = LEVEL_LETTERS[levels]
     out = []
     for group in np.argsort(-counts, kind="stable").tolist():
+        if counts[group] < 2:  # per-item suffixes: a tuple of one item is no collision
+            break
         members = rows[inverse == group]
         members = members[np.argsort(full[members, -1])]
         out.append(
@@ -174,10 +176,11 @@ def overview(sid_map: SemanticIDMap) -> str:
     used = [len(np.unique(sid_map.codes[:, level])) for level in range(levels)]
     tuples, counts = np.unique(sid_map.codes, axis=0, return_counts=True)
     shared = counts[counts > 1]
+    carriers = len(sid_map) if sid_map.per_item_suffix else int(shared.sum())
     return (
         f"**{len(sid_map):,} items**, {levels} levels of {sid_map.codebook_size} codes "
         f"(in use per level: {', '.join(map(str, used))}); {len(tuples):,} distinct {levels}-code tuples, "
-        f"{len(shared):,} shared by several items ({int(shared.sum()):,} items carry a suffix "
+        f"{len(shared):,} shared by several items ({carriers:,} items carry a suffix "
         f"`<{LEVEL_LETTERS[levels]}_k>`, at most {int(counts.max()) if len(counts) else 0} items per tuple)."
     )
 
@@ -206,7 +209,8 @@ def explore(data: SpaceData, prefix_text: str | None) -> Exploration:
     if level <= sid_map.num_levels:
         what = f"{len(below)} level-{level} code(s)"
     elif level == sid_map.num_levels + 1:
-        what = f"{len(below)} collision suffix(es)" if below else "a unique tuple (no suffix needed)"
+        kind = "item" if sid_map.per_item_suffix else "collision"
+        what = f"{len(below)} {kind} suffix(es)" if below else "a unique tuple (no suffix needed)"
     else:
         what = "one item"
     where = prefix_tokens(prefix) if prefix else "the root"
