@@ -142,7 +142,9 @@ def main() -> None:
         sid_map.save(args.out / f"sids-{name}.json")
     sid_seconds = time.time() - t0
     if args.item_suffix:  # the suffix level becomes a per-item token: free per-item vectors after the shared codes
-        sid_map = SemanticIDMap(sid_map.item_ids, sid_map.codes, np.arange(len(sid_map)), sid_map.codebook_size)
+        sid_map = SemanticIDMap.from_codes(
+            sid_map.item_ids, sid_map.codes, codebook_size=sid_map.codebook_size, suffix="item"
+        )
     report = sid_quality(sid_map.codes, codebook_size=256)
     print(
         f"SIDs: {report['unique_fraction']:.1%} unique, suffix {sid_map.suffix_size}, {sid_seconds:.0f} s", flush=True
