@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -374,6 +375,8 @@ def test_cards_show_real_metrics_provenance_and_no_placeholders(hub, run_dir, pu
     meta_d, body_d = _card(hub, f"{NAMESPACE}/tiny-run-items", shas["dataset"], "dataset")
     assert [c["config_name"] for c in meta_d["configs"]] == ["items", "sequences"]
     assert "leave_last_out" in body_d and "beauty_2k" in body_d and "research use" in body_d
+    lengths = Counter(len(sid) for sid in load_from_disk(str(run_dir / "sid" / "items"))["sid"])
+    assert "; ".join(f"{k}: {n:,} items" for k, n in sorted(lengths.items())) in body_d  # codes per SID
     for text in (body, body_t, body_d):
         assert not re.search(r"\{\{|\{%|\bNone\b|\bnan\b|TODO|More Information Needed", text)
 

@@ -74,7 +74,8 @@ COLUMN_HELP = {
     "descriptor_scores": "Grounding score of each descriptor (judge stage).",
     "descriptor_labels": "Judge label of each descriptor: 1 specific, actionable and grounded, else 0 (QARM / RLDI).",
     "quality": "Item quality q = sum(c_k * y_k) / sum(c_k) over its descriptors (QARM).",
-    "sid": "Semantic ID: one RQ-VAE code per level, plus a suffix code only when items share all level codes.",
+    "sid": "Semantic ID: one RQ-VAE code per level, plus a suffix code for items that share all level codes (or for "
+    "every item with `suffix: item`).",
     "embedding": "The vector the RQ-VAE quantized.",
     "text_embedding": "Text-encoder embedding of `embedding_text`.",
     "collaborative_embedding": "Item embedding learned from train interactions.",
@@ -87,7 +88,7 @@ STAGE_HELP = {
     "mine": "Deep interest mining: captions (CMSA), intent descriptors with confidences (DCIM / MLIM).",
     "judge": "Descriptor labels 0/1 (QARM / RLDI) and item quality q_i.",
     "embed": "Enriched item text (and, when fused, a collaborative embedding) -> one vector per item.",
-    "quantize": "RQ-VAE training, then every item's semantic ID (a suffix code only for colliding items).",
+    "quantize": "RQ-VAE training, then every item's semantic ID (a suffix code for colliding items, or for all).",
     "sft": "Supervised fine-tuning: generate the SID of a user's next item from their history.",
     "grpo": "GRPO from the SFT model with catalogue-constrained rollouts and the configured rewards.",
 }
