@@ -18,10 +18,11 @@ from deepinterestgr.sid import SemanticIDMap
 TINY = BackboneConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, dropout=0.0)
 
 
-@pytest.fixture(scope="module")
-def sft_dir(tmp_path_factory):
+@pytest.fixture(scope="module", params=["collision", "item"])
+def sft_dir(tmp_path_factory, request):
+    """An untrained tiny recommender over 30 items, with collision suffixes and with per-item suffixes."""
     codes = np.random.default_rng(0).integers(0, 4, size=(30, 3))
-    sid_map = SemanticIDMap.from_codes([f"i{n}" for n in range(30)], codes, codebook_size=4)
+    sid_map = SemanticIDMap.from_codes([f"i{n}" for n in range(30)], codes, codebook_size=4, suffix=request.param)
     model, tokenizer = load_backbone(TINY, seed=0)
     add_sid_tokens(model, tokenizer, sid_map)
     path = tmp_path_factory.mktemp("sft")
