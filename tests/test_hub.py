@@ -286,6 +286,27 @@ def test_cli_push_is_one_commit_per_repo_and_never_shows_the_token(hub, pushed):
     assert _api(hub).repo_info(f"{NAMESPACE}/tiny-run-recommender").private is True
 
 
+def test_a_run_with_per_item_suffixes_trains_and_evaluates(run_dir, tmp_path):
+    """quantize.suffix: item through the stages: every SID ends in its own code, and the recommender uses them."""
+    quick = QuantizeConfig(
+        codebook_size=8, hidden_dims=[16], latent_dim=4, epochs=4, warmup_epochs=1, batch_size=64, suffix="item"
+    )
+    run_quantize(run_dir / "embedded", tmp_path / "sid", quick, console=_quiet())
+    sids = load_from_disk(str(tmp_path / "sid" / "items"))["sid"]
+    assert {len(sid) for sid in sids} == {4} and len({sid[-1] for sid in sids}) == len(sids)
+    backbone = BackboneConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, dropout=0.0)
+    sft = RecommenderSFTArguments(backbone=backbone, epochs=1, batch_size=16, max_history=5, logging_steps=50)
+    run_sft(run_dir / "prepared", tmp_path / "sid", tmp_path / "sft", sft)
+    recommender = GenerativeRecommender.from_pretrained(tmp_path / "sft")
+    assert recommender.sid_map.per_item_suffix and f"<d_{len(sids) - 1}>" in recommender.tokenizer.get_vocab()
+    result = run_evaluate(
+        [tmp_path / "sft"], run_dir / "prepared", tmp_path / "eval", EvaluateSection(), console=_quiet()
+    )
+    assert result["runs"][0]["users"] == 24 and "NDCG@10" in result["summary"]
+    recs = recommender.recommend([recommender.sid_map.item_ids[:3]], k=5)[0]
+    assert len({r.item_id for r in recs}) == 5 and all(r.item_id in recommender.sid_map for r in recs)
+
+
 def test_dataset_round_trip_gives_identical_rows(run_dir, loaded):
     local_items = hub_items(load_from_disk(str(run_dir / "sid" / "items")))
     local_sequences = load_from_disk(str(run_dir / "prepared" / "sequences"))
