@@ -286,8 +286,9 @@ def test_cli_push_is_one_commit_per_repo_and_never_shows_the_token(hub, pushed):
     assert _api(hub).repo_info(f"{NAMESPACE}/tiny-run-recommender").private is True
 
 
-def test_a_run_with_per_item_suffixes_trains_and_evaluates(run_dir, tmp_path):
-    """quantize.suffix: item through the stages: every SID ends in its own code, and the recommender uses them."""
+def test_a_run_with_per_item_suffixes_trains_evaluates_and_is_carded(hub, run_dir, tmp_path):
+    """quantize.suffix: item through the stages: every SID ends in its own code, the recommender uses them, and the
+    pushed cards say which suffix kind the SIDs have."""
     quick = QuantizeConfig(
         codebook_size=8, hidden_dims=[16], latent_dim=4, epochs=4, warmup_epochs=1, batch_size=64, suffix="item"
     )
@@ -305,6 +306,22 @@ def test_a_run_with_per_item_suffixes_trains_and_evaluates(run_dir, tmp_path):
     assert result["runs"][0]["users"] == 24 and "NDCG@10" in result["summary"]
     recs = recommender.recommend([recommender.sid_map.item_ids[:3]], k=5)[0]
     assert len({r.item_id for r in recs}) == 5 and all(r.item_id in recommender.sid_map for r in recs)
+    repos = {"tokenizer": f"{NAMESPACE}/per-item-sid-tokenizer", "recommender": f"{NAMESPACE}/per-item-recommender"}
+    code = (
+        "from deepinterestgr.hub import push_recommender, push_tokenizer\n"
+        f"push_tokenizer({str(tmp_path / 'sid' / 'tokenizer')!r}, {repos['tokenizer']!r})\n"
+        f"push_recommender({str(tmp_path / 'sft')!r}, {repos['recommender']!r}, "
+        f"metrics={str(tmp_path / 'eval' / 'metrics.json')!r})\n"
+    )
+    env = client_env(hub, tmp_path / "hf_home")
+    pushed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert pushed.returncode == 0, pushed.stderr[-3000:]
+    _, tokenizer_card = _card(hub, repos["tokenizer"], "main")
+    _, recommender_card = _card(hub, repos["recommender"], "main")
+    assert f"| per-item suffix | one extra code (`<d_k>`) for every item, its own: {len(sids)} suffix codes |" in (
+        tokenizer_card
+    )
+    assert "collision suffix" not in tokenizer_card and "one suffix code per item" in recommender_card
 
 
 def test_dataset_round_trip_gives_identical_rows(run_dir, loaded):
@@ -393,6 +410,7 @@ def test_cards_show_real_metrics_provenance_and_no_placeholders(hub, run_dir, pu
     _, body_t = _card(hub, f"{NAMESPACE}/tiny-run-sid-tokenizer", shas["tokenizer"])
     report = json.loads((run_dir / "sid" / "tokenizer" / "sid_quality.json").read_text())
     assert f"{report['unique_fraction']:.1%}" in body_t and "trust_remote_code=True" in body_t
+    assert "| collision suffix |" in body_t and "per-item suffix" not in body_t
     meta_d, body_d = _card(hub, f"{NAMESPACE}/tiny-run-items", shas["dataset"], "dataset")
     assert [c["config_name"] for c in meta_d["configs"]] == ["items", "sequences"]
     assert "leave_last_out" in body_d and "beauty_2k" in body_d and "research use" in body_d
