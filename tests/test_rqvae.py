@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -190,6 +191,7 @@ def test_quantize_stage_with_per_item_suffixes():
 
     from deepinterestgr.config import QuantizeConfig
     from deepinterestgr.sid.quantize import quantize_items
+    from deepinterestgr.sid.semantic_ids import SUFFIX_KINDS
 
     x = clustered(60)
     items = Dataset.from_dict({"item_id": [f"i{n}" for n in range(60)], "embedding": x.tolist()})
@@ -200,3 +202,4 @@ def test_quantize_stage_with_per_item_suffixes():
     assert [sid[-1] for sid in out["sid"]] == list(range(60)) and {len(sid) for sid in out["sid"]} == {4}
     with pytest.raises(ValueError, match="suffix"):
         QuantizeConfig(suffix="every")
+    assert get_args(QuantizeConfig.model_fields["suffix"].annotation) == SUFFIX_KINDS  # the torch-free twin agrees

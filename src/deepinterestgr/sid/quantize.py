@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from datasets import Dataset
 
 from deepinterestgr.errors import DataError
 from deepinterestgr.sid.configuration_rqvae import RQVAEConfig
-from deepinterestgr.sid.semantic_ids import SemanticIDMap
+from deepinterestgr.sid.semantic_ids import SemanticIDMap, SuffixKind
 from deepinterestgr.sid.tokenizer import SemanticIDTokenizer
 from deepinterestgr.sid.train import RQVAETrainingArguments, train_rqvae
 
@@ -24,7 +23,7 @@ def quantize_items(
     image_column: str | None = None,
     aux_column: str | None = None,
     checkpoint_dir: str | Path | None = None,
-    suffix: Literal["collision", "item"] = "collision",  # suffix codes for colliding items only, or for every item
+    suffix: SuffixKind = "collision",
 ) -> tuple[Dataset, SemanticIDTokenizer]:
     """Items with an `sid` column (L codes, plus a suffix code for colliding items or for every item, see
     `SemanticIDMap.from_codes`) and the trained tokenizer."""

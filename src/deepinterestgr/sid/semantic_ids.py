@@ -9,7 +9,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -19,7 +19,8 @@ from deepinterestgr.errors import DataError
 LEVEL_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 TOKEN_RE = re.compile(r"<([a-z])_(\d+)>")
 MAP_FILE = "sid_map.json"
-SUFFIX_KINDS = ("collision", "item")
+SuffixKind = Literal["collision", "item"]  # who gets a last-level code: colliding items, or every item
+SUFFIX_KINDS = get_args(SuffixKind)
 
 
 @dataclass
@@ -52,7 +53,7 @@ class SemanticIDMap:
         codes: np.ndarray,
         *,
         codebook_size: int,
-        suffix: Literal["collision", "item"] = "collision",  # who gets a last-level token
+        suffix: SuffixKind = "collision",
     ) -> SemanticIDMap:
         """`suffix="collision"`: items that share all L codes get a suffix 0, 1, ... in catalogue order, unique
         items none. `suffix="item"`: every item gets its own suffix (its catalogue row), so a recommender has a

@@ -176,11 +176,10 @@ def overview(sid_map: SemanticIDMap) -> str:
     used = [len(np.unique(sid_map.codes[:, level])) for level in range(levels)]
     tuples, counts = np.unique(sid_map.codes, axis=0, return_counts=True)
     shared = counts[counts > 1]
-    carriers = len(sid_map) if sid_map.per_item_suffix else int(shared.sum())
     return (
         f"**{len(sid_map):,} items**, {levels} levels of {sid_map.codebook_size} codes "
         f"(in use per level: {', '.join(map(str, used))}); {len(tuples):,} distinct {levels}-code tuples, "
-        f"{len(shared):,} shared by several items ({carriers:,} items carry a suffix "
+        f"{len(shared):,} shared by several items ({int((sid_map.suffix >= 0).sum()):,} items carry a suffix "
         f"`<{LEVEL_LETTERS[levels]}_k>`, at most {int(counts.max()) if len(counts) else 0} items per tuple)."
     )
 
