@@ -24,7 +24,7 @@ from transformers import TrainerCallback
 from deepinterestgr.data import prepare
 from deepinterestgr.embedding.stage import embed_items
 from deepinterestgr.evaluation.evaluate import evaluate_recommender
-from deepinterestgr.recommender.arguments import PROMPT_ATTENTION
+from deepinterestgr.recommender.arguments import PROMPT_ATTENTION, SID_SOFTMAX
 from deepinterestgr.recommender.backbone import BackboneConfig
 from deepinterestgr.recommender.model import GenerativeRecommender
 from deepinterestgr.recommender.sft import RecommenderSFTArguments, train_recommender
@@ -38,9 +38,10 @@ class ValidCheck(TrainerCallback):
 
     def __init__(
         self, sid_map, valid, out: Path, *, max_history: int, deadline: float, patience: int = 3, every: int = 1,
-        attention: str = "causal",
+        attention: str = "causal", sid_softmax: str = "vocabulary",
     ):  # fmt: skip
         self.sid_map, self.valid, self.out, self.attention = sid_map, valid, out, attention
+        self.sid_softmax = sid_softmax
         self.max_history, self.deadline, self.patience, self.every = max_history, deadline, patience, every
         self.best, self.bad, self.log = -1.0, 0, []
 
@@ -49,8 +50,9 @@ class ValidCheck(TrainerCallback):
         if round(state.epoch) % self.every and not last:
             return control  # checks cost ~1/3 of an epoch: a long schedule checks every few epochs
         rec = GenerativeRecommender(
-            model, processing_class, self.sid_map, max_history=self.max_history, prompt_attention=self.attention
-        )
+            model, processing_class, self.sid_map, max_history=self.max_history, prompt_attention=self.attention,
+            sid_softmax=self.sid_softmax,
+        )  # fmt: skip
         metrics = evaluate_recommender(rec, self.valid)
         model.train()
         self.log.append({"epoch": state.epoch, "minutes": (time.time() - START) / 60, **metrics})
@@ -103,6 +105,9 @@ def main() -> None:
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--task", default="sequence", choices=["sequence", "next_item"], help="SFT task form")
     parser.add_argument("--prompt-attention", default="causal", choices=PROMPT_ATTENTION)
+    parser.add_argument(
+        "--sid-softmax", default="vocabulary", choices=SID_SOFTMAX, help="what SID tokens are normalised over"
+    )
     parser.add_argument(
         "--item-suffix", action="store_true", help="every item gets its own last-level token (SID + item id)"
     )
@@ -159,12 +164,12 @@ def main() -> None:
         backbone=backbone, tasks={args.task: 1.0}, max_history=20, epochs=args.epochs, learning_rate=args.lr,
         batch_size=args.batch, weight_decay=args.weight_decay, hidden_dropout=args.dropout, save_steps=10**9,
         label_smoothing=args.label_smoothing, prompt_attention=args.prompt_attention,
-        group_by_length=not args.random_batches,
+        group_by_length=not args.random_batches, sid_softmax=args.sid_softmax,
         logging_steps=100, seed=args.seed,
     )  # fmt: skip
     check = ValidCheck(
         sid_map, valid, out, max_history=20, deadline=time.time() + 60 * args.minutes, patience=args.patience,
-        every=args.check_every, attention=args.prompt_attention,
+        every=args.check_every, attention=args.prompt_attention, sid_softmax=args.sid_softmax,
     )  # fmt: skip
     t0 = time.time()
     result = train_recommender(train, items, sid_map, sft_args, out / "work", callbacks=[check])

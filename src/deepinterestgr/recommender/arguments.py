@@ -14,6 +14,7 @@ from deepinterestgr.errors import ConfigError
 
 SCRATCH = "scratch-llama"
 PROMPT_ATTENTION = ("causal", "bidirectional")  # how a prompt's tokens attend to each other
+SID_SOFTMAX = ("vocabulary", "catalogue")  # what each SID token is normalised over, in training and beam search
 
 
 def check(condition: bool, message: str) -> None:
@@ -70,6 +71,13 @@ class RecommenderSFTArguments:
     label_smoothing: float = field(
         default=0.0, metadata={"help": "Label smoothing of the next-token loss (0: plain cross-entropy)."}
     )
+    sid_softmax: str = field(
+        default="vocabulary",
+        metadata={
+            "help": "`catalogue`: normalise each SID token over the tokens the catalogue allows after its prefix, "
+            "in training and in beam search (much cheaper with `suffix: item`); `vocabulary`: TRL's full softmax."
+        },
+    )
     group_by_length: bool = field(
         default=True, metadata={"help": "Batch examples of similar length together (less padding, same data)."}
     )
@@ -96,6 +104,14 @@ class RecommenderSFTArguments:
             self.prompt_attention == "causal" or self.tasks.get("sequence", 0) <= 0,
             "prompt_attention: bidirectional needs one target per example; the `sequence` task makes later items "
             "completion of earlier ones. Use tasks: {next_item: 1.0} (or prompt_attention: causal)",
+        )
+        check(
+            self.sid_softmax in SID_SOFTMAX,
+            f"sid_softmax must be one of {', '.join(SID_SOFTMAX)}, got {self.sid_softmax!r}",
+        )
+        check(
+            self.sid_softmax == "vocabulary" or self.label_smoothing == 0.0,
+            "label_smoothing needs sid_softmax: vocabulary (TRL smooths over the whole vocabulary)",
         )
         check(0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         check(self.save_steps >= 1 and self.logging_steps >= 1, "save_steps and logging_steps must be >= 1")

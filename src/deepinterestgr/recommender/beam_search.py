@@ -101,12 +101,15 @@ def sid_beam_search(
     length_penalty: float = 1.0,
     shared_prefix: bool | None = None,
     bidirectional_prompt: bool = False,
+    sid_softmax: str = "vocabulary",
 ) -> BeamSearchOutput:
     """Top `num_beams` catalogue items per left-padded prompt, by constrained beam search.
 
     `shared_prefix`: keep one copy of each prompt's keys/values for all its beams (default: where the model
     supports it); `False` uses the model's standard cache, expanded to the beams. `bidirectional_prompt`: the
     prompt's tokens attend to each other both ways (a model trained with `prompt_attention="bidirectional"`).
+    `sid_softmax`: `vocabulary` scores each token by the softmax over the whole vocabulary (as `generate` does);
+    `catalogue` over the tokens the trie allows after the beam's prefix (a model trained with that loss).
     """
     batch, device = input_ids.shape[0], input_ids.device
     shared = supports_shared_prefix(model) if shared_prefix is None else shared_prefix
@@ -123,11 +126,14 @@ def sid_beam_search(
     done_items, done_scores, done_logps = [], [], []
     with _attention(model, ATTENTION_NAME) if shared else _nothing():
         for depth in range(trie.depth):
-            # log-softmax over the whole vocabulary (as `generate` scores), read only at this depth's K + 1 columns
+            # log-softmax over the vocabulary or the allowed tokens, read only at this depth's K + 1 columns
             columns = trie.columns[depth]
             width, beams = len(columns), beam_scores.shape[1]
-            logp = logits[:, columns] - torch.logsumexp(logits, dim=-1, keepdim=True)
-            scores = logp.masked_fill(~trie.allowed_column_mask(depth, nodes), float("-inf")) + beam_scores.view(-1, 1)
+            allowed = trie.allowed_column_mask(depth, nodes)
+            logp = logits[:, columns].masked_fill(~allowed, float("-inf"))
+            normaliser = logits if sid_softmax == "vocabulary" else logp
+            logp = logp - torch.logsumexp(normaliser, dim=-1, keepdim=True).clamp(min=-1e30)  # rows with no child
+            scores = logp + beam_scores.view(-1, 1)
             top_scores, top_index = scores.view(batch, beams * width).topk(min(2 * num_beams, beams * width), dim=1)
             origin = top_index // width + (torch.arange(batch, device=device) * beams).unsqueeze(1)
             token = columns[top_index % width]

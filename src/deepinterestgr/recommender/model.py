@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from transformers.utils import cached_file
 
 from deepinterestgr.errors import ConfigError, DataError
-from deepinterestgr.recommender.arguments import PROMPT_ATTENTION
+from deepinterestgr.recommender.arguments import PROMPT_ATTENTION, SID_SOFTMAX
 from deepinterestgr.recommender.beam_search import BeamSearchOutput, sid_beam_search
 from deepinterestgr.recommender.constrained import SIDTrie
 from deepinterestgr.recommender.tasks import PromptTemplates
@@ -41,11 +41,15 @@ class GenerativeRecommender:
         max_history: int = 20,
         templates: PromptTemplates | None = None,
         prompt_attention: str = "causal",
+        sid_softmax: str = "vocabulary",
     ):
         if prompt_attention not in PROMPT_ATTENTION:
             raise ConfigError(
                 f"prompt_attention must be one of {', '.join(PROMPT_ATTENTION)}, got {prompt_attention!r}"
             )
+        if sid_softmax not in SID_SOFTMAX:
+            raise ConfigError(f"sid_softmax must be one of {', '.join(SID_SOFTMAX)}, got {sid_softmax!r}")
+        self.sid_softmax = sid_softmax
         self.model = model.eval()
         self.prompt_attention = prompt_attention
         self.tokenizer = tokenizer
@@ -91,6 +95,7 @@ class GenerativeRecommender:
                     eos_token_id=self.tokenizer.eos_token_id,
                     num_beams=num_beams,
                     bidirectional_prompt=self.prompt_attention == "bidirectional",
+                    sid_softmax=self.sid_softmax,
                 )
                 outputs.append(out)
         finally:
@@ -126,6 +131,7 @@ class GenerativeRecommender:
             "max_history": self.max_history,
             "templates": asdict(self.templates),
             "prompt_attention": self.prompt_attention,
+            "sid_softmax": self.sid_softmax,
         }
         (path / CONFIG_FILE).write_text(json.dumps(config, indent=2))
         return path
@@ -149,6 +155,7 @@ class GenerativeRecommender:
             max_history=config["max_history"],
             templates=PromptTemplates(**config["templates"]),
             prompt_attention=config.get("prompt_attention", "causal"),  # folders saved before the option: causal
+            sid_softmax=config.get("sid_softmax", "vocabulary"),  # and the full softmax
         )
 
     def push_to_hub(

@@ -20,11 +20,13 @@ from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from deepinterestgr.recommender.arguments import RecommenderSFTArguments
 from deepinterestgr.recommender.backbone import load_backbone
+from deepinterestgr.recommender.catalogue_loss import CatalogueSFTTrainer
+from deepinterestgr.recommender.constrained import SIDTrie
 from deepinterestgr.recommender.dropout import residual_dropout
 from deepinterestgr.recommender.model import GenerativeRecommender
 from deepinterestgr.recommender.prefix_lm import PrefixLMCollator, prompt_attention_hook
 from deepinterestgr.recommender.tasks import PromptTemplates, build_sft_dataset
-from deepinterestgr.recommender.tokens import add_sid_tokens
+from deepinterestgr.recommender.tokens import add_sid_tokens, sid_paths
 from deepinterestgr.sid.semantic_ids import SemanticIDMap
 
 
@@ -134,13 +136,18 @@ def train_recommender(
         callbacks.append(rows_checkpoint)
     bidirectional = args.prompt_attention == "bidirectional"
     collator = PrefixLMCollator(DataCollatorForLanguageModeling(tokenizer.pad_token_id)) if bidirectional else None
-    trainer = SFTTrainer(
+    trainer_class, extra = SFTTrainer, {}
+    if args.sid_softmax == "catalogue":
+        trie = SIDTrie(sid_paths(sid_map, tokenizer), vocab_size=model.get_input_embeddings().weight.shape[0])
+        trainer_class, extra = CatalogueSFTTrainer, {"trie": trie}
+    trainer = trainer_class(
         model=model,
         args=config,
         data_collator=collator,
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=callbacks,
+        **extra,
     )
     last = get_last_checkpoint(str(output_dir / "checkpoints")) if (output_dir / "checkpoints").is_dir() else None
     if last and rows_checkpoint is not None:
@@ -152,7 +159,7 @@ def train_recommender(
         trained = trained.merge_and_unload()
     recommender = GenerativeRecommender(
         trained, tokenizer, sid_map, max_history=args.max_history, templates=PromptTemplates(),
-        prompt_attention=args.prompt_attention,
+        prompt_attention=args.prompt_attention, sid_softmax=args.sid_softmax,
     )  # fmt: skip
     return SFTResult(recommender, trainer.state.log_history)
 

@@ -153,12 +153,19 @@ def train_grpo(
             f"{sft_model}: GRPO scores completions with TRL's causal forward, but this recommender was trained with "
             f"prompt_attention={start.prompt_attention!r}; run its SFT with prompt_attention: causal to add GRPO"
         )
+    if start.sid_softmax == "catalogue" and not args.constrained_policy:
+        raise ConfigError(
+            f"{sft_model} was trained with sid_softmax: catalogue, so its full-vocabulary log-probabilities mean "
+            "nothing; keep grpo.constrained_policy: true"
+        )
     tokenizer, sid_map = start.tokenizer, start.sid_map
     dataset = grpo_dataset(train, start, args, user_interests=user_interests)
     rewards, weights = build_rewards(args, sid_map, items)
     config = trl_config(args, output_dir / "checkpoints", completion_length=start.trie.depth)
     config.reward_weights = weights
-    rollout = ConstrainedBeamRollout(start.trie, sid_paths(sid_map, tokenizer), tokenizer, group_size=args.group_size)
+    rollout = ConstrainedBeamRollout(
+        start.trie, sid_paths(sid_map, tokenizer), tokenizer, group_size=args.group_size, sid_softmax=start.sid_softmax
+    )
     peft_config = None
     if args.lora:
         from peft import LoraConfig
@@ -187,8 +194,9 @@ def train_grpo(
     if args.lora:
         trained = trained.merge_and_unload()
     recommender = GenerativeRecommender(
-        trained, tokenizer, sid_map, max_history=start.max_history, templates=start.templates
-    )
+        trained, tokenizer, sid_map, max_history=start.max_history, templates=start.templates,
+        sid_softmax=start.sid_softmax,
+    )  # fmt: skip
     return GRPOResult(recommender, trainer.state.log_history)
 
 

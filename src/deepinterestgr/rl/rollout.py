@@ -23,10 +23,14 @@ from deepinterestgr.recommender.constrained import SIDTrie
 class ConstrainedBeamRollout:
     """TRL `rollout_func`: one beam search with G beams per distinct prompt, beam k answers the k-th copy."""
 
-    def __init__(self, trie: SIDTrie, paths: torch.LongTensor, tokenizer: PreTrainedTokenizerBase, *, group_size: int):
+    def __init__(
+        self, trie: SIDTrie, paths: torch.LongTensor, tokenizer: PreTrainedTokenizerBase, *, group_size: int,
+        sid_softmax: str = "vocabulary",  # as the recommender's beam search ranks (`GenerativeRecommender.sid_softmax`)
+    ):  # fmt: skip
         if group_size > trie.num_items:
             raise ConfigError(f"group_size {group_size} is larger than the catalogue ({trie.num_items} items)")
         self.trie, self.paths, self.tokenizer, self.group_size = trie, paths, tokenizer, group_size
+        self.sid_softmax = sid_softmax
 
     def __call__(self, prompts: list[str], trainer) -> dict[str, list]:
         """TRL's hook: completions for this process's prompts with the trainer's current policy."""
@@ -56,6 +60,7 @@ class ConstrainedBeamRollout:
                 self.trie.to(model.device),
                 eos_token_id=self.tokenizer.eos_token_id,
                 num_beams=size,
+                sid_softmax=self.sid_softmax,
             )
         finally:
             self.tokenizer.padding_side = side
