@@ -128,11 +128,13 @@ def test_pipeline_runs_every_stage_then_resumes(tmp_path):
     assert f"grpo: {tmp_path / 'run/grpo'} was made before sft re-ran, so it is out of date" in stale.stderr
 
 
-def test_sft_and_grpo_under_two_process_accelerate_launch(tmp_path):
+@pytest.mark.parametrize("sid_softmax", ["vocabulary", "catalogue"])
+def test_sft_and_grpo_under_two_process_accelerate_launch(tmp_path, sid_softmax):
     from deepinterestgr.recommender.model import GenerativeRecommender
 
     config = tmp_path / "c.yaml"
-    config.write_text(f"output_dir: {tmp_path / 'run'}\n{QUICK_STAGES}")
+    stages = QUICK_STAGES.replace("sft:\n", f"sft:\n  sid_softmax: {sid_softmax}\n")
+    config.write_text(f"output_dir: {tmp_path / 'run'}\n{stages}")
     first = run_cli("pipeline", "--config", str(config))  # prepare .. evaluate, one process
     assert first.returncode == 0, first.stderr
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu"]
@@ -148,6 +150,7 @@ def test_sft_and_grpo_under_two_process_accelerate_launch(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         assert (tmp_path / f"run/{stage}/model.safetensors").stat().st_mtime_ns > before  # written again
         recommender = GenerativeRecommender.from_pretrained(tmp_path / f"run/{stage}")
+        assert recommender.sid_softmax == sid_softmax
         recs = recommender.recommend([recommender.sid_map.item_ids[:3]], k=5)
         assert len(recs[0]) == 5 and all(r.item_id in recommender.sid_map for r in recs[0])
 
