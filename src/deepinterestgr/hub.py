@@ -741,6 +741,7 @@ def push_recommender(
         "architecture": (config.get("architectures") or [config.get("model_type", "causal LM")])[0],
         "config": config,
         "max_history": rec_config.get("max_history"),
+        "catalogue_softmax": rec_config.get("sid_softmax") == "catalogue",
         "backbone": backbone.get("name") or "scratch-llama",
         "base_model": base_model or "",
         "history": history,
