@@ -105,6 +105,11 @@ def test_pipeline_runs_every_stage_then_resumes(tmp_path):
     assert all(tokenizer.item_for_tokens(t) == i for t, i in zip(tokens, items["item_id"], strict=True))
     codes = tokenizer.encode(items["embedding"][:50])
     assert [list(c) for c in codes] == [s[:3] for s in items["sid"][:50]]
+    for stage, key in (("sid", "suffix"), ("sft", "sid_softmax")):  # as if made before these settings existed
+        manifest = tmp_path / f"run/{stage}/stage.json"
+        made = json.loads(manifest.read_text())
+        del made["config"][key]
+        manifest.write_text(json.dumps(made))
     second = run_cli("pipeline", "--config", str(config))
     assert second.returncode == 0, second.stderr
     assert second.stdout.count("done already") == 7 and "unique at 3 levels" in second.stdout
