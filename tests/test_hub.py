@@ -287,8 +287,8 @@ def test_cli_push_is_one_commit_per_repo_and_never_shows_the_token(hub, pushed):
 
 
 def test_a_run_with_per_item_suffixes_trains_evaluates_and_is_carded(hub, run_dir, tmp_path):
-    """quantize.suffix: item through the stages, trained with the catalogue softmax: every SID ends in its own code,
-    the recommender uses them, and the pushed cards say which suffix kind the SIDs have and how the LM was trained."""
+    """quantize.suffix: item through the stages, trained with TRL's full softmax: every SID ends in its own code, the
+    recommender uses them, and the pushed cards say which suffix kind the SIDs have and how the LM was trained."""
     quick = QuantizeConfig(
         codebook_size=8, hidden_dims=[16], latent_dim=4, epochs=4, warmup_epochs=1, batch_size=64, suffix="item"
     )
@@ -297,12 +297,12 @@ def test_a_run_with_per_item_suffixes_trains_evaluates_and_is_carded(hub, run_di
     assert {len(sid) for sid in sids} == {4} and len({sid[-1] for sid in sids}) == len(sids)
     backbone = BackboneConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, dropout=0.0)
     sft = RecommenderSFTArguments(
-        backbone=backbone, epochs=1, batch_size=16, max_history=5, logging_steps=50, sid_softmax="catalogue"
+        backbone=backbone, epochs=1, batch_size=16, max_history=5, logging_steps=50, sid_softmax="vocabulary"
     )
     run_sft(run_dir / "prepared", tmp_path / "sid", tmp_path / "sft", sft)
     recommender = GenerativeRecommender.from_pretrained(tmp_path / "sft")
     assert recommender.sid_map.per_item_suffix and f"<d_{len(sids) - 1}>" in recommender.tokenizer.get_vocab()
-    assert recommender.sid_softmax == "catalogue"
+    assert recommender.sid_softmax == "vocabulary"
     result = run_evaluate(
         [tmp_path / "sft"], run_dir / "prepared", tmp_path / "eval", EvaluateSection(), console=_quiet()
     )
@@ -325,7 +325,7 @@ def test_a_run_with_per_item_suffixes_trains_evaluates_and_is_carded(hub, run_di
         tokenizer_card
     )
     assert "collision suffix" not in tokenizer_card and "one suffix code per item" in recommender_card
-    assert "trained with the catalogue softmax" in recommender_card
+    assert "catalogue softmax" not in recommender_card
 
 
 def test_dataset_round_trip_gives_identical_rows(run_dir, loaded):
@@ -415,7 +415,7 @@ def test_cards_show_real_metrics_provenance_and_no_placeholders(hub, run_dir, pu
     report = json.loads((run_dir / "sid" / "tokenizer" / "sid_quality.json").read_text())
     assert f"{report['unique_fraction']:.1%}" in body_t and "trust_remote_code=True" in body_t
     assert "| collision suffix |" in body_t and "per-item suffix" not in body_t
-    assert "catalogue softmax" not in body  # the run's recommender trained with the full softmax
+    assert "trained with the catalogue softmax" in body  # the default
     meta_d, body_d = _card(hub, f"{NAMESPACE}/tiny-run-items", shas["dataset"], "dataset")
     assert [c["config_name"] for c in meta_d["configs"]] == ["items", "sequences"]
     assert "leave_last_out" in body_d and "beauty_2k" in body_d and "research use" in body_d

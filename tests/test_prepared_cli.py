@@ -89,6 +89,14 @@ evaluate:
 """
 
 
+def forget_setting(folder: Path, key: str) -> None:
+    """Drop `key` from a stage folder's recorded settings, as if the folder was made before that setting existed."""
+    manifest = folder / "stage.json"
+    made = json.loads(manifest.read_text())
+    del made["config"][key]
+    manifest.write_text(json.dumps(made))
+
+
 def test_pipeline_runs_every_stage_then_resumes(tmp_path):
     from deepinterestgr.artifacts import load_items
     from deepinterestgr.sid import SemanticIDTokenizer
@@ -105,11 +113,7 @@ def test_pipeline_runs_every_stage_then_resumes(tmp_path):
     assert all(tokenizer.item_for_tokens(t) == i for t, i in zip(tokens, items["item_id"], strict=True))
     codes = tokenizer.encode(items["embedding"][:50])
     assert [list(c) for c in codes] == [s[:3] for s in items["sid"][:50]]
-    for stage, key in (("sid", "suffix"), ("sft", "sid_softmax")):  # as if made before these settings existed
-        manifest = tmp_path / f"run/{stage}/stage.json"
-        made = json.loads(manifest.read_text())
-        del made["config"][key]
-        manifest.write_text(json.dumps(made))
+    forget_setting(tmp_path / "run/sid", "suffix")  # a sid/ folder made before `suffix` existed: collision, reused
     second = run_cli("pipeline", "--config", str(config))
     assert second.returncode == 0, second.stderr
     assert second.stdout.count("done already") == 7 and "unique at 3 levels" in second.stdout
@@ -125,8 +129,12 @@ def test_pipeline_runs_every_stage_then_resumes(tmp_path):
     changed = run_cli("pipeline", "--config", str(config))
     assert changed.returncode == 2 and "Traceback" not in changed.stderr
     assert f"sft: {tmp_path / 'run/sft'} was made with other settings (epochs: 1.0 -> 2.0)" in changed.stderr
-    # a stage made before an earlier one re-ran is out of date: refused too
+    # an sft/ folder made before `sid_softmax` existed was trained with the full softmax: not the default any more
     config.write_text(text)
+    forget_setting(tmp_path / "run/sft", "sid_softmax")
+    legacy = run_cli("pipeline", "--config", str(config))
+    assert legacy.returncode == 2 and "(sid_softmax: 'vocabulary' -> 'catalogue')" in legacy.stderr
+    # a stage made before an earlier one re-ran is out of date: refused too
     shutil.rmtree(tmp_path / "run/sft")
     stale = run_cli("pipeline", "--config", str(config))
     assert stale.returncode == 2 and "sft: training the recommender" in stale.stdout

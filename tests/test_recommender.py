@@ -209,6 +209,7 @@ def test_sft_changes_parameters_and_lowers_loss(tmp_path):
         batch_size=16,
         logging_steps=2,
         seed=0,
+        sid_softmax="vocabulary",  # TRL's own loss; the catalogue softmax trains in test_catalogue_loss.py
     )
     items = Dataset.from_dict({"item_id": sid_map.item_ids})
     result = train_recommender(synthetic_sequences(sid_map), items, sid_map, args, tmp_path)
@@ -318,8 +319,9 @@ def test_label_smoothing_reaches_the_loss(tmp_path):
 
     def first_loss(smoothing: float) -> float:
         args = RecommenderSFTArguments(
-            backbone=TINY, epochs=1, batch_size=16, logging_steps=1, label_smoothing=smoothing, seed=0
-        )
+            backbone=TINY, epochs=1, batch_size=16, logging_steps=1, label_smoothing=smoothing, seed=0,
+            sid_softmax="vocabulary",
+        )  # fmt: skip
         result = train_recommender(synthetic_sequences(sid_map), items, sid_map, args, tmp_path / str(smoothing))
         return next(h["loss"] for h in result.log_history if "loss" in h)
 

@@ -26,10 +26,8 @@ from deepinterestgr.stages import (
     run_sft,
 )
 
-
-def _plain(settings: object) -> dict:
-    """A stage's settings as the JSON its manifest stores."""
-    return json.loads(json.dumps(asdict(settings) if is_dataclass(settings) else settings.model_dump(), default=str))
+# settings added after a stage's folders were first written: what a folder made before them was made with
+MADE_BEFORE_SETTING = {"quantize": {"suffix": "collision"}, "sft": {"sid_softmax": "vocabulary"}}
 
 
 class _Stages:
@@ -48,11 +46,8 @@ class _Stages:
                 f"{stage}: {folder} was made before {self.rerun} re-ran, so it is out of date; delete {folder} (and "
                 "the stages after it) to rebuild it, or set output_dir to a new folder"
             )
-        now = _plain(settings)
-        made = read_manifest(folder).get("config") or {}
-        # a setting the folder's manifest lacks was added after it was made: that folder was made with its default
-        defaults = _plain(type(settings)())
-        made = {**{k: defaults.get(k) for k in now if k not in made}, **made}
+        now = json.loads(json.dumps(asdict(settings) if is_dataclass(settings) else settings.model_dump(), default=str))
+        made = {**MADE_BEFORE_SETTING.get(stage, {}), **(read_manifest(folder).get("config") or {})}
         changed = [
             f"{k}: {made.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(made) | set(now)) if made.get(k) != now.get(k)
         ]

@@ -72,10 +72,11 @@ class RecommenderSFTArguments:
         default=0.0, metadata={"help": "Label smoothing of the next-token loss (0: plain cross-entropy)."}
     )
     sid_softmax: str = field(
-        default="vocabulary",
+        default="catalogue",
         metadata={
             "help": "`catalogue`: normalise each SID token over the tokens the catalogue allows after its prefix, "
-            "in training and in beam search (much cheaper with `suffix: item`); `vocabulary`: TRL's full softmax."
+            "in training and in beam search (better on Beauty, and cheap with `suffix: item`); `vocabulary`: TRL's "
+            "softmax over the whole vocabulary, as `generate` scores."
         },
     )
     group_by_length: bool = field(
@@ -109,9 +110,9 @@ class RecommenderSFTArguments:
             self.sid_softmax in SID_SOFTMAX,
             f"sid_softmax must be one of {', '.join(SID_SOFTMAX)}, got {self.sid_softmax!r}",
         )
+        check(0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         check(
             self.sid_softmax == "vocabulary" or self.label_smoothing == 0.0,
             "label_smoothing needs sid_softmax: vocabulary (TRL smooths over the whole vocabulary)",
         )
-        check(0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         check(self.save_steps >= 1 and self.logging_steps >= 1, "save_steps and logging_steps must be >= 1")
