@@ -9,6 +9,7 @@ from datasets import Dataset
 from deepinterestgr.errors import ConfigError
 from deepinterestgr.recommender import catalogue_loss
 from deepinterestgr.recommender.backbone import load_backbone
+from deepinterestgr.recommender.beam_search import _plain_head
 from deepinterestgr.recommender.catalogue_loss import catalogue_nll, catalogue_targets, token_depths
 from deepinterestgr.recommender.model import GenerativeRecommender
 from deepinterestgr.recommender.tokens import add_sid_tokens, sid_paths
@@ -75,8 +76,10 @@ def test_loss_is_the_teacher_forced_catalogue_log_likelihood_of_every_item(tiny,
     assert float(nll) == pytest.approx(-expected, rel=1e-5)
 
 
+@pytest.mark.parametrize("shared_prefix", [True, False])
 @torch.no_grad()
-def test_beam_search_ranks_items_by_their_catalogue_probability(tiny):
+def test_beam_search_ranks_items_by_their_catalogue_probability(tiny, shared_prefix):
+    assert _plain_head(tiny.model) is not None  # the search projects hidden states onto the columns it reads
     prompt_ids = tiny.tokenizer(tiny.prompts([HISTORIES[0]]))["input_ids"][0]
     expected = []
     for row, item in enumerate(tiny.sid_map.item_ids):
@@ -84,7 +87,7 @@ def test_beam_search_ranks_items_by_their_catalogue_probability(tiny):
         logits = tiny.model(torch.tensor([prompt_ids + path])).logits[0, len(prompt_ids) - 1 : -1].float()
         expected.append((path_logp(tiny, logits, path) / len(path), row))
     expected.sort(reverse=True)
-    out = search_catalogue(tiny, HISTORIES[0], sid_softmax="catalogue")
+    out = search_catalogue(tiny, HISTORIES[0], sid_softmax="catalogue", shared_prefix=shared_prefix)
     assert out.items[0].tolist() == [row for _, row in expected]
     assert np.allclose(out.scores[0].numpy(), [s for s, _ in expected], atol=1e-4)
     assert torch.exp(out.token_logprobs[0].sum(-1)).sum() == pytest.approx(1.0, abs=1e-4)  # one distribution

@@ -55,26 +55,41 @@ def _attention(model: PreTrainedModel, name: str):
         model.set_attn_implementation(previous)
 
 
+def _plain_head(model: PreTrainedModel) -> torch.nn.Linear | None:
+    """The output head when logits are exactly `head(decoder hidden state)` (a linear layer, no scaling or
+    soft-capping), so that the search may project onto the few columns it reads; else None."""
+    head, config = model.get_output_embeddings(), model.config.get_text_config()
+    scaled = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier", "lm_head_multiplier")
+    if not isinstance(head, torch.nn.Linear) or any(getattr(config, name, None) is not None for name in scaled):
+        return None
+    return head if model.get_decoder() is not model else None
+
+
 class _Decoder:
-    """One cached forward per step over the live beam rows, after the prompt's prefill."""
+    """One cached forward per step over the live beam rows, after the prompt's prefill. With `hidden`, the
+    decoder's last hidden states instead of logits (the caller projects them onto the columns it needs)."""
 
     def __init__(
-        self, model: PreTrainedModel, input_ids, attention_mask, position_ids, *, shared: bool, bidirectional: bool
-    ):
-        self.model, self.shared = model, shared
-        self.extra, self.cache_argument = _forward_kwargs(model)
+        self, model: PreTrainedModel, input_ids, attention_mask, position_ids, *, shared: bool, bidirectional: bool,
+        hidden: bool,
+    ):  # fmt: skip
+        self.net, self.shared, self.hidden = model.get_decoder() if hidden else model, shared, hidden
+        self.extra, self.cache_argument = _forward_kwargs(self.net)
         prefill_mask = prefix_lm_mask(attention_mask, attention_mask, model) if bidirectional else attention_mask
-        out = model(
+        out = self.net(
             input_ids=input_ids, attention_mask=prefill_mask, position_ids=position_ids, use_cache=True, **self.extra
         )
-        self.prefill_logits = out.logits[:, -1].float()
+        self.prefill_logits = self._last(out)
         if shared:
-            self.cache = SharedPrefixCache(_output_cache(out), attention_mask, out.logits.dtype)
+            self.cache = SharedPrefixCache(_output_cache(out), attention_mask, model.dtype)
         else:
             self.cache, self.attention = _output_cache(out), attention_mask
 
+    def _last(self, out) -> torch.Tensor:
+        return out.last_hidden_state[:, -1] if self.hidden else out.logits[:, -1].float()
+
     def step(self, parents: torch.LongTensor, tokens: torch.LongTensor, position: torch.LongTensor) -> torch.Tensor:
-        """Logits after feeding `tokens` (rows, 1) to the beams continuing the rows `parents` of the last step."""
+        """Logits (or hidden states) after feeding `tokens` (rows, 1) to the beams continuing the rows `parents`."""
         if self.shared:
             self.cache.reorder(parents)
             kwargs = {"attention_mask": None, **self.cache.forward_kwargs()}
@@ -82,11 +97,11 @@ class _Decoder:
             self.cache.reorder_cache(parents)
             self.attention = torch.cat([self.attention[parents], self.attention.new_ones(len(parents), 1)], dim=1)
             kwargs = {"attention_mask": self.attention}
-        out = self.model(
+        out = self.net(
             input_ids=tokens, position_ids=position, use_cache=True, **kwargs, **self.extra,
             **{self.cache_argument: self.cache},
         )  # fmt: skip
-        return out.logits[:, -1].float()
+        return self._last(out)
 
 
 @torch.no_grad()
@@ -114,9 +129,13 @@ def sid_beam_search(
     batch, device = input_ids.shape[0], input_ids.device
     shared = supports_shared_prefix(model) if shared_prefix is None else shared_prefix
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    # the catalogue softmax reads each depth's K + 1 columns only: project hidden states onto those rows of the
+    # head instead of computing the whole vocabulary's logits (one row per item with per-item suffixes)
+    head = _plain_head(model) if sid_softmax == "catalogue" else None
     decoder = _Decoder(
-        model, input_ids, attention_mask, position_ids, shared=shared, bidirectional=bidirectional_prompt
-    )
+        model, input_ids, attention_mask, position_ids, shared=shared, bidirectional=bidirectional_prompt,
+        hidden=head is not None,
+    )  # fmt: skip
     logits = decoder.prefill_logits  # one row per user: all beams start as the same empty hypothesis
     beam_scores = torch.zeros(batch, 1, device=device)
     nodes = torch.zeros(batch, dtype=torch.long, device=device)
@@ -130,7 +149,12 @@ def sid_beam_search(
             columns = trie.columns[depth]
             width, beams = len(columns), beam_scores.shape[1]
             allowed = trie.allowed_column_mask(depth, nodes)
-            logp = logits[:, columns].masked_fill(~allowed, float("-inf"))
+            if head is None:
+                logp = logits[:, columns]
+            else:
+                bias = None if head.bias is None else head.bias[columns]
+                logp = torch.nn.functional.linear(logits, head.weight[columns], bias).float()
+            logp = logp.masked_fill(~allowed, float("-inf"))
             normaliser = logits if sid_softmax == "vocabulary" else logp
             logp = logp - torch.logsumexp(normaliser, dim=-1, keepdim=True).clamp(min=-1e30)  # rows with no child
             scores = logp + beam_scores.view(-1, 1)
