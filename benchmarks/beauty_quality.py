@@ -106,7 +106,10 @@ def main() -> None:
     parser.add_argument("--task", default="sequence", choices=["sequence", "next_item"], help="SFT task form")
     parser.add_argument("--prompt-attention", default="causal", choices=PROMPT_ATTENTION)
     parser.add_argument(
-        "--sid-softmax", default="vocabulary", choices=SID_SOFTMAX, help="what SID tokens are normalised over"
+        "--sid-softmax",
+        default="vocabulary",
+        choices=SID_SOFTMAX,
+        help="what SID tokens are normalised over (default: vocabulary, as the runs recorded before the option)",
     )
     parser.add_argument(
         "--item-suffix", action="store_true", help="every item gets its own last-level token (SID + item id)"
