@@ -112,7 +112,7 @@ def catalogue_nll(
         h, node, token = hidden[targets.row[at]], targets.node[at], targets.token[at]
         columns = trie.columns[d]
         if len(columns) <= DENSE_COLUMNS:
-            logits = _project(h, weight[columns], None if bias is None else bias[columns]).float()
+            logits = torch.nn.functional.linear(h, weight[columns], None if bias is None else bias[columns]).float()
             logits = logits.masked_fill(~trie.allowed_column_mask(d, node), float("-inf"))
             chosen = trie.column_of[d][token]
         else:
@@ -128,13 +128,9 @@ def catalogue_nll(
             chosen = ((family == token[:, None]) & valid).int().argmax(dim=1)
         total = total - logits.log_softmax(-1).gather(1, chosen[:, None]).sum()
     if len(targets.vocab_row):
-        logits = _project(hidden[targets.vocab_row], weight, bias).float()
+        logits = torch.nn.functional.linear(hidden[targets.vocab_row], weight, bias).float()
         total = total - logits.log_softmax(-1).gather(1, targets.vocab_token[:, None]).sum()
     return total
-
-
-def _project(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    return torch.nn.functional.linear(hidden, weight, bias)
 
 
 class CatalogueSFTTrainer(SFTTrainer):
