@@ -114,6 +114,7 @@ def main() -> None:
     parser.add_argument(
         "--item-suffix", action="store_true", help="every item gets its own last-level token (SID + item id)"
     )
+    parser.add_argument("--levels", type=int, default=None, help="keep only the first K RQ-VAE levels of each SID")
     parser.add_argument("--patience", type=int, default=3, help="valid checks without gain before stopping")
     parser.add_argument("--check-every", type=int, default=1, help="epochs between valid checks")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -149,6 +150,10 @@ def main() -> None:
         sid_map = tokenizer.sid_map
         sid_map.save(args.out / f"sids-{name}.json")
     sid_seconds = time.time() - t0
+    if args.levels:  # residual levels are coarse to fine, so the first K levels are a coarser SID of the same RQ-VAE
+        sid_map = SemanticIDMap.from_codes(
+            sid_map.item_ids, sid_map.codes[:, : args.levels], codebook_size=sid_map.codebook_size
+        )
     if args.item_suffix:  # the suffix level becomes a per-item token: free per-item vectors after the shared codes
         sid_map = SemanticIDMap.from_codes(
             sid_map.item_ids, sid_map.codes, codebook_size=sid_map.codebook_size, suffix="item"
