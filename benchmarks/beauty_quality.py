@@ -28,7 +28,7 @@ from deepinterestgr.recommender.arguments import PROMPT_ATTENTION, SID_SOFTMAX
 from deepinterestgr.recommender.backbone import BackboneConfig
 from deepinterestgr.recommender.model import GenerativeRecommender
 from deepinterestgr.recommender.sft import RecommenderSFTArguments, train_recommender
-from deepinterestgr.sid import RQVAETrainingArguments, SemanticIDMap, sid_quality
+from deepinterestgr.sid import RQVAEConfig, RQVAETrainingArguments, SemanticIDMap, sid_quality
 from deepinterestgr.sid.quantize import quantize_items
 from deepinterestgr.stages import join_mined_columns
 
@@ -115,6 +115,9 @@ def main() -> None:
         "--item-suffix", action="store_true", help="every item gets its own last-level token (SID + item id)"
     )
     parser.add_argument("--levels", type=int, default=None, help="keep only the first K RQ-VAE levels of each SID")
+    parser.add_argument(
+        "--rqvae", default=None, metavar="LxC", help="train an RQ-VAE of L levels x C codes (default: 3x256)"
+    )
     parser.add_argument("--patience", type=int, default=3, help="valid checks without gain before stopping")
     parser.add_argument("--check-every", type=int, default=1, help="epochs between valid checks")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -127,7 +130,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     enriched = f"+{args.descriptors}" if args.mined else ""  # the descriptors our SIDs were built with
-    name = f"{'letter' if args.letter_sids else 'ours' + enriched}-seed{args.seed}"
+    shape = f"-rq{args.rqvae}" if args.rqvae else ""
+    name = f"{'letter' if args.letter_sids else 'ours' + enriched + shape}-seed{args.seed}"
     out = args.out / (name + (f"-{args.tag}" if args.tag else ""))
     out.mkdir(parents=True, exist_ok=True)
 
@@ -146,7 +150,11 @@ def main() -> None:
         embedded = embed_items(
             items, train, descriptors=args.descriptors if args.mined else "none", show_progress=False
         )
-        items, tokenizer = quantize_items(embedded, args=RQVAETrainingArguments(seed=args.seed, show_progress=False))
+        levels, codes = map(int, args.rqvae.split("x")) if args.rqvae else (3, 256)
+        config = RQVAEConfig(input_dim=len(embedded[0]["embedding"]), num_levels=levels, codebook_size=codes)
+        items, tokenizer = quantize_items(
+            embedded, config=config, args=RQVAETrainingArguments(seed=args.seed, show_progress=False)
+        )
         sid_map = tokenizer.sid_map
         sid_map.save(args.out / f"sids-{name}.json")
     sid_seconds = time.time() - t0
@@ -158,7 +166,7 @@ def main() -> None:
         sid_map = SemanticIDMap.from_codes(
             sid_map.item_ids, sid_map.codes, codebook_size=sid_map.codebook_size, suffix="item"
         )
-    report = sid_quality(sid_map.codes, codebook_size=256)
+    report = sid_quality(sid_map.codes, codebook_size=sid_map.codebook_size)
     print(
         f"SIDs: {report['unique_fraction']:.1%} unique, suffix {sid_map.suffix_size}, {sid_seconds:.0f} s", flush=True
     )
