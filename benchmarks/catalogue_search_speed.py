@@ -39,18 +39,18 @@ def main() -> None:
         raise SystemExit(f"{args.checkpoint} was trained with sid_softmax={rec.sid_softmax!r}; pass a catalogue one")
     valid = prepare("p5", args.beauty, max_history=20).splits["valid"]
     histories = [list(h) for h in valid["history"][: args.users]]
-    plain_head = beam_search._plain_head
+    plain_head = beam_search.plain_output_head
     paths = {"columns": plain_head, "full_logits": lambda model: None}  # None: the model's own logits
     seconds, items = {name: [] for name in paths}, {}
     for _ in range(args.repeats):
         for name, head in paths.items():
-            beam_search._plain_head = head
+            beam_search.plain_output_head = head
             try:
                 start = time.perf_counter()
                 out = rec.search(histories, num_beams=20)
                 seconds[name].append(time.perf_counter() - start)
             finally:
-                beam_search._plain_head = plain_head
+                beam_search.plain_output_head = plain_head
             items[name] = out.items[:, :10]
     best = {name: min(times) for name, times in seconds.items()}
     same = (items["columns"] == items["full_logits"]).all(dim=1).float().mean().item()

@@ -9,7 +9,7 @@ from datasets import Dataset
 from deepinterestgr.errors import ConfigError
 from deepinterestgr.recommender import catalogue_loss
 from deepinterestgr.recommender.backbone import load_backbone
-from deepinterestgr.recommender.beam_search import _plain_head
+from deepinterestgr.recommender.beam_search import plain_output_head
 from deepinterestgr.recommender.catalogue_loss import catalogue_nll, catalogue_targets, token_depths
 from deepinterestgr.recommender.model import GenerativeRecommender
 from deepinterestgr.recommender.tokens import add_sid_tokens, sid_paths
@@ -79,7 +79,7 @@ def test_loss_is_the_teacher_forced_catalogue_log_likelihood_of_every_item(tiny,
 @pytest.mark.parametrize("shared_prefix", [True, False])
 @torch.no_grad()
 def test_beam_search_ranks_items_by_their_catalogue_probability(tiny, shared_prefix):
-    assert _plain_head(tiny.model) is not None  # the search projects hidden states onto the columns it reads
+    assert plain_output_head(tiny.model) is not None  # the search projects hidden states onto the columns it reads
     prompt_ids = tiny.tokenizer(tiny.prompts([HISTORIES[0]]))["input_ids"][0]
     expected = []
     for row, item in enumerate(tiny.sid_map.item_ids):
@@ -134,3 +134,30 @@ def test_catalogue_softmax_is_validated():
         RecommenderSFTArguments(sid_softmax="trie")
     with pytest.raises(ConfigError, match="label_smoothing needs sid_softmax: vocabulary"):
         RecommenderSFTArguments(sid_softmax="catalogue", label_smoothing=0.1)
+
+
+def test_catalogue_sft_refuses_a_soft_capped_head(tmp_path):
+    """The loss projects hidden states onto the head's rows, which would not be the model's logits if the head
+    scales or soft-caps them: such a backbone must train with the full softmax, and says so before training."""
+    from deepinterestgr.recommender.catalogue_loss import CatalogueSFTTrainer
+    from deepinterestgr.recommender.constrained import SIDTrie
+    from deepinterestgr.recommender.sft import RecommenderSFTArguments, trl_config
+    from deepinterestgr.recommender.tasks import build_sft_dataset
+
+    sid_map = catalogue(suffix="item")
+    model, tokenizer = load_backbone(TINY, seed=0)
+    add_sid_tokens(model, tokenizer, sid_map)
+    items = Dataset.from_dict({"item_id": sid_map.item_ids})
+    dataset = build_sft_dataset(synthetic_sequences(sid_map), items, sid_map, tasks={"sequence": 1.0}, max_history=5)
+    trie = SIDTrie(sid_paths(sid_map, tokenizer), vocab_size=model.get_input_embeddings().weight.shape[0])
+    config = trl_config(RecommenderSFTArguments(backbone=TINY, epochs=1), tmp_path)
+
+    def trainer():
+        return CatalogueSFTTrainer(
+            model=model, args=config, train_dataset=dataset, processing_class=tokenizer, trie=trie
+        )
+
+    assert trainer().trie is trie  # a plain head trains
+    model.config.final_logit_softcapping = 30.0
+    with pytest.raises(ConfigError, match=r"projects hidden states .*; train it with sft\.sid_softmax: vocabulary"):
+        trainer()

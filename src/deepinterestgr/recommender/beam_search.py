@@ -55,9 +55,10 @@ def _attention(model: PreTrainedModel, name: str):
         model.set_attn_implementation(previous)
 
 
-def _plain_head(model: PreTrainedModel) -> torch.nn.Linear | None:
+def plain_output_head(model: PreTrainedModel) -> torch.nn.Linear | None:
     """The output head when logits are exactly `head(decoder hidden state)` (a linear layer, no scaling or
-    soft-capping), so that the search may project onto the few columns it reads; else None."""
+    soft-capping), so that the catalogue softmax may project hidden states onto the few columns it reads (in
+    training and in the search); else None."""
     head, config = model.get_output_embeddings(), model.config.get_text_config()
     scaled = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier", "lm_head_multiplier")
     if not isinstance(head, torch.nn.Linear) or any(getattr(config, name, None) is not None for name in scaled):
@@ -131,7 +132,7 @@ def sid_beam_search(
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     # the catalogue softmax reads each depth's K + 1 columns only: project hidden states onto those rows of the
     # head instead of computing the whole vocabulary's logits (one row per item with per-item suffixes)
-    head = _plain_head(model) if sid_softmax == "catalogue" else None
+    head = plain_output_head(model) if sid_softmax == "catalogue" else None
     decoder = _Decoder(
         model, input_ids, attention_mask, position_ids, shared=shared, bidirectional=bidirectional_prompt,
         hidden=head is not None,

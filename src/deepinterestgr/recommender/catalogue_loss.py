@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from trl import SFTTrainer
 
+from deepinterestgr.errors import ConfigError
+from deepinterestgr.recommender.beam_search import plain_output_head
 from deepinterestgr.recommender.constrained import SIDTrie
 
 DENSE_COLUMNS = 2048  # depths with at most this many distinct tokens score all of them in one matmul
@@ -142,6 +144,11 @@ class CatalogueSFTTrainer(SFTTrainer):
 
     def __init__(self, *args, trie: SIDTrie, **kwargs):
         super().__init__(*args, **kwargs)
+        if plain_output_head(self.accelerator.unwrap_model(self.model)) is None:
+            raise ConfigError(
+                "sid_softmax: catalogue projects hidden states onto the output head, but this model's logits are not "
+                "a plain linear map of them (a scaled or soft-capped head); train it with sft.sid_softmax: vocabulary"
+            )
         self.trie = trie
         self.eos_token_id = self.processing_class.eos_token_id
         self.depths = token_depths(trie, eos_token_id=self.eos_token_id)
