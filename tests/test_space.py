@@ -537,8 +537,8 @@ def _chromium() -> str:
     path = shutil.which("chromium")
     if path is None:
         pytest.fail(
-            "the browser test needs Debian's Chromium: run `apt-get install -y chromium` (.ci/run installs it); "
-            "never `playwright install`"
+            "the browser test needs Debian's Chromium: run `make browser` (`make test` does) or "
+            "`apt-get install -y chromium`; never `playwright install`"
         )
     return path
 
