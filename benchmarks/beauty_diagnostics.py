@@ -60,7 +60,7 @@ def main() -> None:
         "train-last": lambda: evaluate_recommender(rec, train_last()),
         **{
             f"valid-checked beam {b}": (lambda b=b: evaluate_recommender(rec, subset, num_beams=b))
-            for b in (20, 50, 100)
+            for b in (20, 50, 100, 256)
         },
         "valid-all": lambda: evaluate_recommender(rec, valid),
         "test-all": lambda: evaluate_recommender(rec, test),
