@@ -3,7 +3,8 @@
 Rows:
 - `train-last`: each training sequence's own last item from the items before it (seen in training), `--users`
   users outside the checked subset;
-- `valid-checked`: the fixed 2,000-user valid subset `beauty_quality.py` chooses epochs on, at beam 20, 50 and 100;
+- `valid-checked`: the fixed 2,000-user valid subset `beauty_quality.py` chooses epochs on, at beam 20, 50, 100 and
+  256 (every cluster of a one-level 256-code SID, so an exhaustive search there);
 - `valid-all` / `test-all`: valid and test over every user (one ranking each, beam 20);
 - `test-without-valid-item`: the test targets ranked from the valid histories (the valid item left out): if the
   model leaned on having seen the training sequence exactly, this would beat `test-all`; if the test targets are
