@@ -13,11 +13,9 @@ Run: `.venv/bin/python benchmarks/family_chunks.py --sids runs/beauty/sids-ours-
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
@@ -26,19 +24,14 @@ from deepinterestgr.recommender import catalogue_loss
 from deepinterestgr.recommender.backbone import BackboneConfig
 from deepinterestgr.recommender.sft import RecommenderSFTArguments, train_recommender
 from deepinterestgr.sid import SemanticIDMap
+from suffix_cost import epoch_parser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--beauty", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/amazon/beauty"
-    )
-    parser.add_argument("--sids", type=Path, required=True, help="a saved SemanticIDMap of the full catalogue")
+    parser = epoch_parser(__doc__, threads=1)
     parser.add_argument("--levels", type=int, default=1, help="shared RQ-VAE levels kept before the per-item token")
-    parser.add_argument("--users", type=int, default=2560, help="training sequences in the epoch")
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs per setting; the best is kept")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = prepare("p5", args.beauty, max_history=20)

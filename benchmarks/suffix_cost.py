@@ -39,15 +39,20 @@ def head_seconds(profile: cProfile.Profile) -> float:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def epoch_parser(doc: str, *, threads: int) -> argparse.ArgumentParser:
+    """The options of a one-SFT-epoch benchmark on full Beauty: the data, a saved SID map, how many sequences."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument(
         "--beauty", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/amazon/beauty"
     )
     parser.add_argument("--sids", type=Path, required=True, help="a saved SemanticIDMap of the full catalogue")
     parser.add_argument("--users", type=int, default=2560, help="training sequences in the epoch")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    args = parser.parse_args()
+    parser.add_argument("--threads", type=int, default=threads, help="torch CPU threads")
+    return parser
+
+
+def main() -> None:
+    args = epoch_parser(__doc__, threads=2).parse_args()
     torch.set_num_threads(args.threads)
     data = prepare("p5", args.beauty, max_history=20)
     train = data.splits["train"]["item_ids"][: args.users]
