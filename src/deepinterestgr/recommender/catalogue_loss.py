@@ -138,8 +138,8 @@ def _family_nll(
 ) -> torch.Tensor:
     """Summed NLL of `token` among the children of `node` (each row's own family). Rows are sorted by family size
     and cut into `FAMILY_CHUNKS` parts, each padded to its own largest family: gathering the family rows of the head
-    is most of the step's cost, and padding every row to the largest family in the batch (137 on Beauty's 1 x 256
-    SIDs, 61 on average) nearly doubled it."""
+    was about half of an SFT step on Beauty, and padding every row to the largest family in the batch (137 on the
+    1 x 256 SIDs, 61 on average) nearly doubled that part (benchmarks/family_chunks.py)."""
     start = trie.child_start[depth][node]
     count = trie.child_end[depth][node] - start
     total = h.new_zeros((), dtype=torch.float32)
