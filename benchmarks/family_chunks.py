@@ -47,7 +47,7 @@ def main() -> None:
         tasks={"sequence": 1.0}, max_history=20, epochs=1, batch_size=128, weight_decay=0.0, hidden_dropout=0.5,
         save_steps=10**9, logging_steps=10**6, sid_softmax="catalogue", seed=0,
     )  # fmt: skip
-    default, seconds, losses = catalogue_loss.FAMILY_CHUNKS, {}, {}
+    default, seconds = catalogue_loss.FAMILY_CHUNKS, {}
     try:
         for _ in range(args.repeats):
             for chunks in (1, default):
@@ -57,8 +57,8 @@ def main() -> None:
                     result = train_recommender(train, data.items, sid_map, sft, out)
                     took = time.perf_counter() - start
                 seconds[chunks] = min(seconds.get(chunks, float("inf")), took)
-                losses[chunks] = next(log["train_loss"] for log in result.log_history if "train_loss" in log)
-                print(json.dumps({"family_chunks": chunks, "epoch_seconds": round(took, 1), "loss": losses[chunks]}))
+                loss = next(log["train_loss"] for log in result.log_history if "train_loss" in log)
+                print(json.dumps({"family_chunks": chunks, "epoch_seconds": round(took, 1), "loss": loss}))
     finally:
         catalogue_loss.FAMILY_CHUNKS = default
     summary = {
