@@ -24,7 +24,6 @@ from deepinterestgr.recommender.beam_search import plain_output_head
 from deepinterestgr.recommender.constrained import SIDTrie
 
 DENSE_COLUMNS = 2048  # depths with at most this many distinct tokens score all of them in one matmul
-FAMILY_CHUNKS = 4  # other depths: rows sorted by family size, each of this many parts padded to its own largest
 
 
 @dataclass
@@ -136,25 +135,29 @@ def _family_nll(
     trie: SIDTrie,
     depth: int,
 ) -> torch.Tensor:
-    """Summed NLL of `token` among the children of `node` (each row's own family). Rows are sorted by family size
-    and cut into `FAMILY_CHUNKS` parts, each padded to its own largest family: gathering the family rows of the head
-    was about half of an SFT step on Beauty, and padding every row to the largest family in the batch (137 on the
-    1 x 256 SIDs, 61 on average) nearly doubled that part (benchmarks/family_chunks.py)."""
-    start = trie.child_start[depth][node]
-    count = trie.child_end[depth][node] - start
-    total = h.new_zeros((), dtype=torch.float32)
-    last = len(trie.keys[depth]) - 1
-    for part in count.argsort().tensor_split(min(FAMILY_CHUNKS, len(count))):
-        offset = torch.arange(int(count[part].max()), device=node.device)
-        valid = offset < count[part, None]
-        family = trie.keys[depth][(start[part, None] + offset).clamp(max=last)] % trie.vocab_size
-        logits = torch.einsum("nh,nch->nc", h[part], weight[family])
-        if bias is not None:
-            logits = logits + bias[family]
-        logits = logits.float().masked_fill(~valid, float("-inf"))
-        chosen = ((family == token[part, None]) & valid).int().argmax(dim=1)
-        total = total - logits.log_softmax(-1).gather(1, chosen[:, None]).sum()
-    return total
+    """Summed NLL of `token` among the children of `node` (each row's own family).
+
+    Rows are grouped by family, and each family's rows of the head are read once and multiplied with all of the
+    group's hidden states in one matmul. Gathering a copy of the family for every row instead (padded, as an
+    (n, family, H) tensor) moved n times more memory in the forward pass and scattered as much in the backward
+    pass: about half of an SFT step on Beauty (benchmarks/family_gather.py). The target's logit is one dot product
+    per row, so each group only needs its log-sum-exp.
+    """
+    chosen = (h * weight[token]).sum(-1).float() + (0.0 if bias is None else bias[token].float())
+    order = node.argsort()
+    families, rows_per_family = torch.unique_consecutive(node[order], return_counts=True)
+    start = trie.child_start[depth][families]
+    size = trie.child_end[depth][families] - start
+    offset = torch.arange(int(size.sum()), device=node.device) - (size.cumsum(0) - size).repeat_interleave(size)
+    tokens = trie.keys[depth][start.repeat_interleave(size) + offset] % trie.vocab_size
+    # one gather of every family's rows: a gather per family would also build a vocabulary-sized gradient per family
+    rows, heads = h[order].split(rows_per_family.tolist()), weight[tokens].split(size.tolist())
+    biases = [None] * len(heads) if bias is None else bias[tokens].split(size.tolist())
+    norms = []
+    for hidden_rows, head, head_bias in zip(rows, heads, biases, strict=True):
+        logits = torch.nn.functional.linear(hidden_rows, head, head_bias)
+        norms.append(logits.float().logsumexp(-1))
+    return torch.cat(norms).sum() - chosen.sum()
 
 
 class CatalogueSFTTrainer(SFTTrainer):
