@@ -146,10 +146,8 @@ def _family_nll(
     chosen = (h * weight[token]).sum(-1).float() + (0.0 if bias is None else bias[token].float())
     order = node.argsort()
     families, rows_per_family = torch.unique_consecutive(node[order], return_counts=True)
-    start = trie.child_start[depth][families]
-    size = trie.child_end[depth][families] - start
-    offset = torch.arange(int(size.sum()), device=node.device) - (size.cumsum(0) - size).repeat_interleave(size)
-    tokens = trie.keys[depth][start.repeat_interleave(size) + offset] % trie.vocab_size
+    size = trie.child_end[depth][families] - trie.child_start[depth][families]
+    _, tokens = trie.children(depth, families)  # every family's tokens, family after family
     # one gather of every family's rows: a gather per family would also build a vocabulary-sized gradient per family
     rows, heads = h[order].split(rows_per_family.tolist()), weight[tokens].split(size.tolist())
     biases = [None] * len(heads) if bias is None else bias[tokens].split(size.tolist())

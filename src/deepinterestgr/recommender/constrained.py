@@ -78,7 +78,7 @@ class SIDTrie:
         mask = torch.zeros(len(node), self.vocab_size, dtype=torch.bool, device=node.device)
         if depth >= self.depth:
             return mask
-        rows, children = self._children(depth, node)
+        rows, children = self.children(depth, node)
         mask[rows, children] = True
         return mask
 
@@ -86,11 +86,11 @@ class SIDTrie:
         """(rows, len(columns[depth])) mask: the same as `allowed_mask` restricted to the tokens of this depth,
         which is all beam search needs (K + 1 columns instead of the whole vocabulary)."""
         mask = torch.zeros(len(node), len(self.columns[depth]), dtype=torch.bool, device=node.device)
-        rows, children = self._children(depth, node)
+        rows, children = self.children(depth, node)
         mask[rows, self.column_of[depth][children]] = True
         return mask
 
-    def _children(self, depth: int, node: torch.LongTensor) -> tuple[torch.LongTensor, torch.LongTensor]:
+    def children(self, depth: int, node: torch.LongTensor) -> tuple[torch.LongTensor, torch.LongTensor]:
         """(row, child token) pairs of every row's node, one pair per allowed token."""
         valid = node >= 0
         start = torch.where(valid, self.child_start[depth][node.clamp(min=0)], 0)
