@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from deepinterestgr.data import prepare
-from deepinterestgr.evaluation.metrics import hit_rate_at_k, ndcg_at_k, target_ranks
+from deepinterestgr.evaluation.metrics import evaluate_rankings
 from deepinterestgr.recommender.model import GenerativeRecommender
 
 
@@ -58,10 +58,7 @@ def main() -> None:
     targets = [row[t] for t in split["target"]]
     items, logps = out.items.numpy(), out.token_logprobs.float().numpy()
     for alpha in args.alphas:
-        ranks = target_ranks(reranked(items, logps, alpha), targets)
-        metrics = {
-            f"{m}@{k}": round(f(ranks, k), 4) for k in (5, 10) for m, f in (("HR", hit_rate_at_k), ("NDCG", ndcg_at_k))
-        }
+        metrics = {name: round(v, 4) for name, v in evaluate_rankings(reranked(items, logps, alpha), targets).items()}
         print(json.dumps({"split": args.split, "users": len(targets), "alpha": alpha, **metrics}), flush=True)
 
 
