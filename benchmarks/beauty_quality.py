@@ -24,7 +24,7 @@ from transformers import TrainerCallback
 from deepinterestgr.data import prepare
 from deepinterestgr.embedding.stage import embed_items
 from deepinterestgr.evaluation.evaluate import evaluate_recommender
-from deepinterestgr.recommender.arguments import PROMPT_ATTENTION, SID_SOFTMAX
+from deepinterestgr.recommender.arguments import LOSS_MEAN, PROMPT_ATTENTION, SID_SOFTMAX
 from deepinterestgr.recommender.backbone import BackboneConfig
 from deepinterestgr.recommender.model import GenerativeRecommender
 from deepinterestgr.recommender.sft import RecommenderSFTArguments, train_recommender
@@ -123,6 +123,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--tag", default="", help="suffix of the run folder")
     parser.add_argument("--random-batches", action="store_true", help="no length-grouped batching")
+    parser.add_argument(
+        "--loss-mean", default="batch", choices=LOSS_MEAN, help="sft.loss_mean (what a step's loss sum is divided by)"
+    )
     parser.add_argument("--mined", type=Path, default=None, help="mined + judged items (mine_beauty.py's parquet)")
     parser.add_argument("--descriptors", default="positive", help="all | positive: descriptors in our SIDs' text")
     args = parser.parse_args()
@@ -180,7 +183,7 @@ def main() -> None:
         backbone=backbone, tasks={args.task: 1.0}, max_history=20, epochs=args.epochs, learning_rate=args.lr,
         batch_size=args.batch, weight_decay=args.weight_decay, hidden_dropout=args.dropout, save_steps=10**9,
         label_smoothing=args.label_smoothing, prompt_attention=args.prompt_attention,
-        group_by_length=not args.random_batches, sid_softmax=args.sid_softmax,
+        group_by_length=not args.random_batches, sid_softmax=args.sid_softmax, loss_mean=args.loss_mean,
         logging_steps=100, seed=args.seed,
     )  # fmt: skip
     check = ValidCheck(

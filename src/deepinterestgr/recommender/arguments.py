@@ -15,6 +15,7 @@ from deepinterestgr.errors import ConfigError
 SCRATCH = "scratch-llama"
 PROMPT_ATTENTION = ("causal", "bidirectional")  # how a prompt's tokens attend to each other
 SID_SOFTMAX = ("vocabulary", "catalogue")  # what each SID token is normalised over, in training and beam search
+LOSS_MEAN = ("batch", "dataset")  # what a step's summed token loss is divided by
 
 
 def check(condition: bool, message: str) -> None:
@@ -82,6 +83,14 @@ class RecommenderSFTArguments:
     group_by_length: bool = field(
         default=True, metadata={"help": "Batch examples of similar length together (less padding, same data)."}
     )
+    loss_mean: str = field(
+        default="batch",
+        metadata={
+            "help": "`batch`: each step's loss is the mean over its own tokens (TRL's; with length-grouped batches a "
+            "short sequence's tokens then weigh more); `dataset`: over the mean token count of a step, so every "
+            "token weighs the same, as with random batches."
+        },
+    )
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "Recompute activations in backward: less memory, ~25% slower (TRL's default)."}
     )
@@ -110,6 +119,7 @@ class RecommenderSFTArguments:
             self.sid_softmax in SID_SOFTMAX,
             f"sid_softmax must be one of {', '.join(SID_SOFTMAX)}, got {self.sid_softmax!r}",
         )
+        check(self.loss_mean in LOSS_MEAN, f"loss_mean must be one of {', '.join(LOSS_MEAN)}, got {self.loss_mean!r}")
         check(0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         check(
             self.sid_softmax == "vocabulary" or self.label_smoothing == 0.0,

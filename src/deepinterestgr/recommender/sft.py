@@ -23,6 +23,7 @@ from deepinterestgr.recommender.backbone import load_backbone
 from deepinterestgr.recommender.catalogue_loss import CatalogueSFTTrainer
 from deepinterestgr.recommender.constrained import SIDTrie
 from deepinterestgr.recommender.dropout import residual_dropout
+from deepinterestgr.recommender.loss_mean import with_dataset_token_mean
 from deepinterestgr.recommender.model import GenerativeRecommender
 from deepinterestgr.recommender.prefix_lm import PrefixLMCollator, prompt_attention_hook
 from deepinterestgr.recommender.tasks import PromptTemplates, build_sft_dataset
@@ -102,6 +103,20 @@ class SIDRowsCheckpoint(TrainerCallback):
             self.weight[self.rows.to(self.weight.device)] = saved.to(self.weight.device, self.weight.dtype)
 
 
+def sft_trainer_class(
+    args: RecommenderSFTArguments, model: PreTrainedModel, tokenizer, sid_map: SemanticIDMap
+) -> tuple[type[SFTTrainer], dict]:
+    """The trainer class `args` ask for (TRL's, or our catalogue loss; with the dataset token mean mixed in) and
+    the extra keyword arguments it takes."""
+    trainer_class, extra = SFTTrainer, {}
+    if args.sid_softmax == "catalogue":
+        trie = SIDTrie(sid_paths(sid_map, tokenizer), vocab_size=model.get_input_embeddings().weight.shape[0])
+        trainer_class, extra = CatalogueSFTTrainer, {"trie": trie}
+    if args.loss_mean == "dataset":
+        trainer_class = with_dataset_token_mean(trainer_class)
+    return trainer_class, extra
+
+
 @dataclass
 class SFTResult:
     recommender: GenerativeRecommender  # LoRA merged into the weights
@@ -136,10 +151,7 @@ def train_recommender(
         callbacks.append(rows_checkpoint)
     bidirectional = args.prompt_attention == "bidirectional"
     collator = PrefixLMCollator(DataCollatorForLanguageModeling(tokenizer.pad_token_id)) if bidirectional else None
-    trainer_class, extra = SFTTrainer, {}
-    if args.sid_softmax == "catalogue":
-        trie = SIDTrie(sid_paths(sid_map, tokenizer), vocab_size=model.get_input_embeddings().weight.shape[0])
-        trainer_class, extra = CatalogueSFTTrainer, {"trie": trie}
+    trainer_class, extra = sft_trainer_class(args, model, tokenizer, sid_map)
     trainer = trainer_class(
         model=model,
         args=config,
