@@ -1,9 +1,10 @@
 """`loss_mean: dataset`: every loss token weighs the same, whatever the batch it falls in.
 
 transformers' Trainer (and so TRL) divides each step's summed token loss by that step's own token count. With
-length-grouped batches (`group_by_length`, which saves ~3x of padding on Beauty) a step of 3-item sequences then
-gives each of its tokens ~7x the weight of a token in a step of 21-item sequences: each training sequence weighs
-about the same, and a long history's transitions count for less than a short one's. SASRec and TIGER train on
+length-grouped batches (`group_by_length`, 2.6x faster per epoch on Beauty) a step of 3-item sequences (5 loss
+tokens each with per-item suffixes) then gives each of its tokens up to 8x the weight of a token in a step of
+21-item sequences (41 each): each training sequence weighs about the same, and a long history's transitions count
+for less than a short one's. SASRec and TIGER train on
 random batches, where every transition weighs the same. Dividing every step's sum by one constant, the expected
 token count of a step over the training set, restores that weighting at the cost of grouped batches.
 """
