@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--mlp", type=int, default=None, help="MLP width (default: 2 x hidden)")
     parser.add_argument("--dropout", type=float, default=0.0, help="residual/embedding dropout while training")
+    parser.add_argument("--attention-dropout", type=float, default=0.1, help="dropout of the attention weights")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--weight-decay", type=float, default=0.01)
@@ -177,7 +178,7 @@ def main() -> None:
     valid = valid_order(data.splits["valid"]).select(range(CHECKED_USERS))
     backbone = BackboneConfig(
         hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads,
-        intermediate_size=args.mlp or 2 * args.hidden, dropout=0.1,
+        intermediate_size=args.mlp or 2 * args.hidden, dropout=args.attention_dropout,
     )  # fmt: skip
     sft_args = RecommenderSFTArguments(
         backbone=backbone, tasks={args.task: 1.0}, max_history=20, epochs=args.epochs, learning_rate=args.lr,
