@@ -84,11 +84,11 @@ class RecommenderSFTArguments:
         default=True, metadata={"help": "Batch examples of similar length together (less padding, same data)."}
     )
     loss_mean: str = field(
-        default="batch",
+        default="dataset",
         metadata={
-            "help": "`batch`: each step's loss is the mean over its own tokens (TRL's; with length-grouped batches a "
-            "short sequence's tokens then weigh more); `dataset`: over the mean token count of a step, so every "
-            "token weighs the same, as with random batches."
+            "help": "`dataset`: each step's summed loss over the mean token count of a step, so every token weighs "
+            "the same, as with random batches (better on Beauty); `batch`: over the step's own count (TRL's; with "
+            "length-grouped batches a short sequence's tokens then weigh up to 8x more)."
         },
     )
     gradient_checkpointing: bool = field(
