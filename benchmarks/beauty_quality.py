@@ -125,7 +125,10 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="suffix of the run folder")
     parser.add_argument("--random-batches", action="store_true", help="no length-grouped batching")
     parser.add_argument(
-        "--loss-mean", default="batch", choices=LOSS_MEAN, help="sft.loss_mean (what a step's loss sum is divided by)"
+        "--loss-mean",
+        default="batch",
+        choices=LOSS_MEAN,
+        help="sft.loss_mean (default: batch, as the runs recorded before the option; the library's default is dataset)",
     )
     parser.add_argument("--mined", type=Path, default=None, help="mined + judged items (mine_beauty.py's parquet)")
     parser.add_argument("--descriptors", default="positive", help="all | positive: descriptors in our SIDs' text")
