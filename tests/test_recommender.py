@@ -16,16 +16,26 @@ from deepinterestgr.sid import SemanticIDMap
 TINY = BackboneConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, dropout=0.0)
 
 
-def catalogue(n: int = 40, codebook: int = 4, seed: int = 0, suffix: str = "collision") -> SemanticIDMap:
+def catalogue(
+    n: int = 40, codebook: int = 4, seed: int = 0, suffix: str = "collision", unique: bool = False
+) -> SemanticIDMap:
+    """Random codes; `unique`: no two items share their codes, so collision suffixes add no token at all."""
     rng = np.random.default_rng(seed)
-    codes = rng.integers(0, codebook, size=(n, 3))
+    if unique:
+        codes = np.stack(np.unravel_index(rng.choice(codebook**3, size=n, replace=False), (codebook,) * 3), axis=1)
+    else:
+        codes = rng.integers(0, codebook, size=(n, 3))
     return SemanticIDMap.from_codes([f"item{i}" for i in range(n)], codes, codebook_size=codebook, suffix=suffix)
 
 
-@pytest.fixture(params=["collision", "item"])
+@pytest.fixture(params=["collision", "item", "unique"])
 def tiny(request):
-    """A tiny recommender over a random 40-item catalogue, with collision suffixes and with per-item suffixes."""
-    sid_map = catalogue(suffix=request.param)
+    """A tiny recommender over a random 40-item catalogue: with collision suffixes, with per-item suffixes, and
+    with codes unique already (no suffix at all)."""
+    unique = request.param == "unique"
+    sid_map = catalogue(suffix="collision" if unique else request.param, unique=unique)
+    if unique:
+        assert (sid_map.suffix < 0).all()
     model, tokenizer = load_backbone(TINY, seed=0)
     add_sid_tokens(model, tokenizer, sid_map)
     return GenerativeRecommender(model, tokenizer, sid_map, max_history=5)

@@ -58,6 +58,7 @@ def sid_paths(sid_map: SemanticIDMap, tokenizer: PreTrainedTokenizerBase) -> tor
     for level in range(levels):  # a loop over the L levels, not over items
         paths[:, level] = ids[level * size + codes[:, level]]
     has_suffix = suffix >= 0
-    paths[:, levels] = torch.where(has_suffix, ids[levels * size + suffix.clamp(min=0)], tokenizer.eos_token_id)
+    paths[:, levels] = tokenizer.eos_token_id  # EOS right after the codes, unless the item has a suffix
+    paths[has_suffix, levels] = ids[levels * size + suffix[has_suffix]]  # none at all when every SID is unique
     paths[has_suffix, levels + 1] = tokenizer.eos_token_id
     return paths
