@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from deepinterestgr.artifacts import stage_done
 from deepinterestgr.config import PipelineConfig
 from deepinterestgr.data.prepared import PreparedData
 from deepinterestgr.errors import ConfigError
@@ -52,7 +53,7 @@ def main() -> None:
     config = PipelineConfig.from_yaml(cli.config)
     base = Path(config.output_dir)
     prepared_dir, sid_dir = base / "prepared", base / "sid"
-    if not (PreparedData.is_prepared(prepared_dir) and (sid_dir / "stage.json").is_file()):
+    if not (PreparedData.is_prepared(prepared_dir) and stage_done(sid_dir)):
         raise ConfigError(f"{base}: no prepared data and SIDs yet; run `deepinterestgr pipeline --config {cli.config}`")
     valid = PreparedData.load_from_disk(prepared_dir).splits["valid"]
     out = cli.out or base / f"sweep-{cli.field}"
