@@ -23,6 +23,7 @@ from deepinterestgr.recommender.backbone import load_backbone
 from deepinterestgr.recommender.catalogue_loss import CatalogueSFTTrainer
 from deepinterestgr.recommender.constrained import SIDTrie
 from deepinterestgr.recommender.dropout import residual_dropout
+from deepinterestgr.recommender.epoch_sampler import with_epoch_seeded_grouping
 from deepinterestgr.recommender.loss_mean import with_dataset_token_mean
 from deepinterestgr.recommender.model import GenerativeRecommender
 from deepinterestgr.recommender.prefix_lm import PrefixLMCollator, prompt_attention_hook
@@ -106,15 +107,16 @@ class SIDRowsCheckpoint(TrainerCallback):
 def sft_trainer_class(
     args: RecommenderSFTArguments, model: PreTrainedModel, tokenizer, sid_map: SemanticIDMap
 ) -> tuple[type[SFTTrainer], dict]:
-    """The trainer class `args` ask for (TRL's, or our catalogue loss; with the dataset token mean mixed in) and
-    the extra keyword arguments it takes."""
+    """The trainer class `args` ask for (TRL's, or our catalogue loss; with the dataset token mean mixed in; its
+    length-grouped batches seeded per epoch, so that a resumed run replays them) and the extra keyword arguments
+    it takes."""
     trainer_class, extra = SFTTrainer, {}
     if args.sid_softmax == "catalogue":
         trie = SIDTrie(sid_paths(sid_map, tokenizer), vocab_size=model.get_input_embeddings().weight.shape[0])
         trainer_class, extra = CatalogueSFTTrainer, {"trie": trie}
     if args.loss_mean == "dataset":
         trainer_class = with_dataset_token_mean(trainer_class)
-    return trainer_class, extra
+    return with_epoch_seeded_grouping(trainer_class), extra
 
 
 @dataclass
