@@ -5,7 +5,8 @@ Rows:
   users outside the checked subset;
 - `valid-checked`: the fixed 2,000-user valid subset `beauty_quality.py` chooses epochs on, at beam 20, 50, 100 and
   256 (every cluster of a one-level 256-code SID, so an exhaustive search there);
-- `valid-all` / `test-all`: valid and test over every user (one ranking each, beam 20);
+- `valid-all` / `test-all`: valid and test over every user (one ranking each, beam 20); `... history excluded`:
+  the same with each user's history items left out of the ranking (`exclude_history`);
 - `test-without-valid-item`: the test targets ranked from the valid histories (the valid item left out): if the
   model leaned on having seen the training sequence exactly, this would beat `test-all`; if the test targets are
   just harder, it falls below it.
@@ -65,6 +66,8 @@ def main() -> None:
         },
         "valid-all": lambda: evaluate_recommender(rec, valid),
         "test-all": lambda: evaluate_recommender(rec, test),
+        "valid-all history excluded": lambda: evaluate_recommender(rec, valid, exclude_history=True),
+        "test-all history excluded": lambda: evaluate_recommender(rec, test, exclude_history=True),
         "test-without-valid-item": lambda: evaluate_recommender(
             rec, Dataset.from_dict({"history": valid["history"], "target": test["target"]})
         ),

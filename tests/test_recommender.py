@@ -92,6 +92,14 @@ def test_trie_masks_only_catalogue_continuations():
     assert allowed[0].nonzero().squeeze(-1).tolist() == [13, 14] and allowed[1].nonzero().squeeze(-1).tolist() == [20]
     assert not allowed[2].any()
     assert len(sid_map) == 40
+    # an excluded item is masked at the first token whose subtree holds it alone, and only there
+    root = torch.tensor([0])
+    assert trie.excluded_column_mask(0, root, torch.tensor([[3]])).tolist() == [[False, True]]  # tokens 1, 2
+    assert not trie.excluded_column_mask(0, root, torch.tensor([[1, -1]])).any()  # token 1 also leads to 0 and 2
+    node = trie.walk(torch.tensor([[1, 5, 10], [1, 5, 10]]))
+    excluded = trie.excluded_column_mask(3, node, torch.tensor([[1, -1], [-1, -1]]))
+    columns = trie.columns[3].tolist()
+    assert excluded[0].nonzero().squeeze(-1).tolist() == [columns.index(13)] and not excluded[1].any()
 
 
 HISTORIES = [["item1", "item2"], ["item5"], ["item7", "item3", "item9", "item1", "item30", "item12"]]
@@ -111,6 +119,25 @@ def test_beam_search_matches_brute_force_ranking(tiny, shared_prefix):
         lengths = (sid_paths(tiny.sid_map, tiny.tokenizer)[out.items[0]] >= 0).sum(-1)
         assert torch.allclose(out.token_logprobs[0].sum(-1) / lengths, out.scores[0], atol=1e-4)
         assert bool((out.token_logprobs[0] <= 0).all())
+
+
+@pytest.mark.parametrize("shared_prefix", [True, False])
+def test_excluded_items_leave_the_ranking_and_nothing_else_changes(tiny, shared_prefix):
+    tiny.tokenizer.padding_side = "left"
+    for history in HISTORIES:
+        full = search_catalogue(tiny, history, shared_prefix=shared_prefix)
+        rows = tiny.history_rows([history])
+        out = search_catalogue(tiny, history, shared_prefix=shared_prefix, exclude=rows)
+        kept = [(i, s) for i, s in zip(full.items[0].tolist(), full.scores[0].tolist(), strict=True)]
+        kept = [(i, s) for i, s in kept if i not in set(rows[0].tolist())]
+        got = [(i, s) for i, s in zip(out.items[0].tolist(), out.scores[0].tolist(), strict=True) if i >= 0]
+        assert [i for i, _ in got] == [i for i, _ in kept]  # the same order, history items gone
+        assert np.allclose([s for _, s in got], [s for _, s in kept], atol=1e-5)  # scores not renormalised
+    # a narrow beam fills the places of excluded items with other items, each with its own exact score
+    for history, row in zip(HISTORIES, tiny.recommend(HISTORIES, k=8, num_beams=8, exclude_history=True), strict=True):
+        assert len({r.item_id for r in row}) == 8 and not {r.item_id for r in row} & set(history)
+        exact = {tiny.sid_map.item_ids[n]: s for s, n in brute_force(tiny, tiny.prompts([history])[0])}
+        assert np.allclose([r.score for r in row], [exact[r.item_id] for r in row], atol=1e-4)
 
 
 def test_batched_left_padded_search_equals_one_by_one(tiny):
@@ -187,6 +214,11 @@ def test_cli_recommend_prints_the_same_items_and_refuses_unknown_ids(tiny, tmp_p
     rows = [line.split("│")[1:5] for line in result.output.splitlines() if line.count("│") == 5]
     assert [(r[1].strip(), float(r[3])) for r in rows] == [(e.item_id, round(e.score, 4)) for e in expected]
     assert [r[2].strip() for r in rows] == [tiny.sid_map.tokens_of(e.item_id) for e in expected]
+    result = CliRunner().invoke(app, ["recommend", "--model", str(tmp_path), "--exclude-history", *HISTORIES[2]])
+    assert result.exit_code == 0, result.output
+    shown = [line.split("│")[2].strip() for line in result.output.splitlines() if line.count("│") == 5]
+    assert shown == [r.item_id for r in tiny.recommend([HISTORIES[2]], exclude_history=True)[0]]
+    assert len(shown) == 10 and not set(shown) & set(HISTORIES[2])
     result = CliRunner().invoke(app, ["recommend", "--model", str(tmp_path), "item1", "nope"])
     assert result.exit_code == 2 and "item 'nope' is not in this recommender's catalogue" in result.output
     result = CliRunner().invoke(app, ["recommend", "--model", str(tmp_path), "-k", "30", "item1"])

@@ -178,12 +178,15 @@ def evaluate(
     split: Annotated[str, typer.Option(help="valid | test")] = "test",
     num_beams: Annotated[int, typer.Option(min=1, help="Beam width.")] = 20,
     max_users: Annotated[int | None, typer.Option(min=1, help="Only the first N users.")] = None,
+    exclude_history: Annotated[bool, typer.Option(help="Rank only items outside each user's history.")] = False,
 ) -> None:
     """Full-ranking HR@5/10 and NDCG@5/10 by constrained beam search; mean ± std over several models."""
     from deepinterestgr.config import EvaluateSection
     from deepinterestgr.stages import run_evaluate
 
-    config = _validated(EvaluateSection, split=split, num_beams=num_beams, max_users=max_users)
+    config = _validated(
+        EvaluateSection, split=split, num_beams=num_beams, max_users=max_users, exclude_history=exclude_history
+    )
     run_evaluate(model, data, out, config, console=console)
 
 
@@ -195,6 +198,7 @@ def recommend(
     k: Annotated[int, typer.Option("-k", min=1, help="How many items.")] = 10,
     num_beams: Annotated[int, typer.Option(min=1, help="Beam width (>= k).")] = 20,
     revision: Annotated[str | None, typer.Option(help="Hub revision to pin.")] = None,
+    exclude_history: Annotated[bool, typer.Option(help="Never recommend an item of the history.")] = False,
 ) -> None:
     """Top-k catalogue items for one history, by constrained beam search (item ids and scores)."""
     from rich.table import Table
@@ -206,7 +210,8 @@ def recommend(
         raise ConfigError(f"-k {k} needs --num-beams >= {k} (got {num_beams}): a beam yields one item")
     recommender = GenerativeRecommender.from_pretrained(model, revision=revision)
     table = Table("rank", "item_id", "SID", "score")
-    for rank, rec in enumerate(recommender.recommend([history], k=k, num_beams=num_beams)[0], 1):
+    recommendations = recommender.recommend([history], k=k, num_beams=num_beams, exclude_history=exclude_history)
+    for rank, rec in enumerate(recommendations[0], 1):
         table.add_row(str(rank), rec.item_id, recommender.sid_map.tokens_of(rec.item_id), f"{rec.score:.4f}")
     console.print(table)
 

@@ -125,6 +125,9 @@ class EvaluateSection(BaseModel):
     num_beams: int = Field(20, ge=1, description="Beam width (top-K needs K <= beams).")
     max_users: int | None = Field(None, ge=1, description="Evaluate only the first N users (quick checks).")
     batch_size: int = Field(32, ge=1, description="Users per beam-search batch.")
+    exclude_history: bool = Field(
+        False, description="Rank only items outside each user's history (for data where no item repeats)."
+    )
 
 
 class PipelineConfig(BaseModel):

@@ -368,12 +368,14 @@ def run_evaluate(
     for model_dir in model_dirs:
         recommender = GenerativeRecommender.from_pretrained(model_dir)
         metrics = evaluate_recommender(
-            recommender, split, num_beams=config.num_beams, batch_size=config.batch_size, max_users=config.max_users
-        )
+            recommender, split, num_beams=config.num_beams, batch_size=config.batch_size, max_users=config.max_users,
+            exclude_history=config.exclude_history,
+        )  # fmt: skip
         console.print(f"{model_dir}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "@" in k))
         runs.append({"model": str(model_dir), **metrics})
     summary = summarize(runs)
-    where = f"{config.split} ({runs[0]['users']:,} users, beam {config.num_beams})"
+    excluded = ", history items excluded" if config.exclude_history else ""
+    where = f"{config.split} ({runs[0]['users']:,} users, beam {config.num_beams}{excluded})"
     table = markdown_table(summary, label=f"{label}, {where}" if label else where)
     result = {"split": config.split, "runs": runs, "summary": summary, "config": config.model_dump()}
     out = Path(out)

@@ -19,12 +19,16 @@ def evaluate_recommender(
     num_beams: int = 20,
     batch_size: int = 32,
     max_users: int | None = None,
+    exclude_history: bool = False,
 ) -> dict[str, float]:
-    """HR@K and NDCG@K of `recommender` on a `valid`/`test` split (columns `history`, `target`)."""
+    """HR@K and NDCG@K of `recommender` on a `valid`/`test` split (columns `history`, `target`); `exclude_history`:
+    rank only items outside each user's history (RecBole's full-ranking protocol masks them the same way)."""
     if max_users is not None:
         split = split.select(range(min(max_users, len(split))))
     started = time.perf_counter()
-    out = recommender.search(split["history"], num_beams=num_beams, batch_size=batch_size)
+    out = recommender.search(
+        split["history"], num_beams=num_beams, batch_size=batch_size, exclude_history=exclude_history
+    )
     seconds = time.perf_counter() - started
     ids = np.asarray(recommender.sid_map.item_ids, dtype=object)
     ranked = [ids[row[row >= 0]].tolist() for row in out.items.numpy()]

@@ -118,6 +118,7 @@ def sid_beam_search(
     shared_prefix: bool | None = None,
     bidirectional_prompt: bool = False,
     sid_softmax: str = "vocabulary",
+    exclude: torch.LongTensor | None = None,
 ) -> BeamSearchOutput:
     """Top `num_beams` catalogue items per left-padded prompt, by constrained beam search.
 
@@ -126,6 +127,9 @@ def sid_beam_search(
     prompt's tokens attend to each other both ways (a model trained with `prompt_attention="bidirectional"`).
     `sid_softmax`: `vocabulary` scores each token by the softmax over the whole vocabulary (as `generate` does);
     `catalogue` over the tokens the trie allows after the beam's prefix (a model trained with that loss).
+    `exclude`: (batch, m) catalogue rows never to return for each prompt (-1 pads), e.g. the items a user already
+    has. They are dropped after normalisation, so every other item keeps its score and rank order, and the search
+    fills their places with the next items.
     """
     batch, device = input_ids.shape[0], input_ids.device
     shared = supports_shared_prefix(model) if shared_prefix is None else shared_prefix
@@ -158,6 +162,9 @@ def sid_beam_search(
             logp = logp.masked_fill(~allowed, float("-inf"))
             normaliser = logits if sid_softmax == "vocabulary" else logp
             logp = logp - torch.logsumexp(normaliser, dim=-1, keepdim=True).clamp(min=-1e30)  # rows with no child
+            if exclude is not None:
+                banned = trie.excluded_column_mask(depth, nodes, exclude.repeat_interleave(beams, dim=0))
+                logp = logp.masked_fill(banned, float("-inf"))
             scores = logp + beam_scores.view(-1, 1)
             top_scores, top_index = scores.view(batch, beams * width).topk(min(2 * num_beams, beams * width), dim=1)
             origin = top_index // width + (torch.arange(batch, device=device) * beams).unsqueeze(1)

@@ -28,6 +28,7 @@ class SIDTrie:
         self.child_start: list[torch.Tensor] = []  # for nodes at depth d: first child position in keys[d]
         self.child_end: list[torch.Tensor] = []
         self.leaf_item: list[torch.Tensor] = []  # for nodes at depth d+1: item index if the node ends a path, else -1
+        self.sole_item: list[torch.Tensor] = []  # for nodes at depth d+1: the item if only one path passes, else -1
         self.columns: list[torch.Tensor] = []  # columns[d]: every token that can appear at depth d (sorted)
         self.column_of: list[torch.Tensor] = []  # column_of[d][token]: its position in columns[d], or -1
         node = torch.zeros(self.num_items, dtype=torch.long)  # each item's node at the current depth
@@ -48,6 +49,10 @@ class SIDTrie:
             leaf = torch.full((len(keys),), -1, dtype=torch.long)
             leaf[new_node[ends]] = torch.nonzero(ends).squeeze(-1)
             self.leaf_item.append(leaf)
+            sole = torch.full((len(keys),), -1, dtype=torch.long)
+            sole[new_node[alive]] = torch.nonzero(alive).squeeze(-1)
+            sole[torch.bincount(new_node[alive], minlength=len(keys)) > 1] = -1
+            self.sole_item.append(sole)
             columns = torch.unique(keys % self.vocab_size)
             column_of = torch.full((self.vocab_size,), -1, dtype=torch.long)
             column_of[columns] = torch.arange(len(columns))
@@ -57,11 +62,12 @@ class SIDTrie:
 
     def nbytes(self) -> int:
         """Memory held by the trie's tensors."""
-        tensors = [*self.keys, *self.child_start, *self.child_end, *self.leaf_item, *self.columns, *self.column_of]
+        tensors = [*self.keys, *self.child_start, *self.child_end, *self.leaf_item, *self.sole_item, *self.columns]
+        tensors += self.column_of
         return sum(t.numel() * t.element_size() for t in tensors)
 
     def to(self, device: torch.device | str) -> SIDTrie:
-        for name in ("keys", "child_start", "child_end", "leaf_item", "columns", "column_of"):
+        for name in ("keys", "child_start", "child_end", "leaf_item", "sole_item", "columns", "column_of"):
             setattr(self, name, [t.to(device) for t in getattr(self, name)])
         return self
 
@@ -90,8 +96,25 @@ class SIDTrie:
         mask[rows, self.column_of[depth][children]] = True
         return mask
 
+    def excluded_column_mask(self, depth: int, node: torch.LongTensor, excluded: torch.LongTensor) -> torch.BoolTensor:
+        """(rows, len(columns[depth])) mask of the tokens that lead each row to a node only one item passes
+        through, when that item is among the row's `excluded` (rows, m) catalogue rows (-1 pads): masking them
+        drops those items from the search at the first token that singles them out."""
+        mask = torch.zeros(len(node), len(self.columns[depth]), dtype=torch.bool, device=node.device)
+        rows, child = self._child_nodes(depth, node)
+        item = self.sole_item[depth][child]
+        hit = (item >= 0) & (excluded[rows] == item.unsqueeze(-1)).any(dim=-1)
+        tokens = self.keys[depth][child[hit]] % self.vocab_size
+        mask[rows[hit], self.column_of[depth][tokens]] = True
+        return mask
+
     def children(self, depth: int, node: torch.LongTensor) -> tuple[torch.LongTensor, torch.LongTensor]:
         """(row, child token) pairs of every row's node, one pair per allowed token."""
+        rows, child = self._child_nodes(depth, node)
+        return rows, self.keys[depth][child] % self.vocab_size
+
+    def _child_nodes(self, depth: int, node: torch.LongTensor) -> tuple[torch.LongTensor, torch.LongTensor]:
+        """(row, child node at depth + 1) pairs of every row's node."""
         valid = node >= 0
         start = torch.where(valid, self.child_start[depth][node.clamp(min=0)], 0)
         count = torch.where(valid, self.child_end[depth][node.clamp(min=0)] - start, 0)
@@ -99,8 +122,7 @@ class SIDTrie:
         offsets = torch.arange(int(count.sum()), device=node.device) - torch.repeat_interleave(
             torch.cumsum(count, 0) - count, count
         )
-        children = self.keys[depth][torch.repeat_interleave(start, count) + offsets] % self.vocab_size
-        return rows, children
+        return rows, torch.repeat_interleave(start, count) + offsets
 
     def item_at(self, depth: int, node: torch.LongTensor) -> torch.LongTensor:
         """Item index of a node at `depth` + 1 that completes a path (after EOS), else -1."""

@@ -77,8 +77,11 @@ class GenerativeRecommender:
         return [self.templates.render_history(self.sid_map, h[-self.max_history :]) for h in histories]
 
     @torch.no_grad()
-    def search(self, histories: list[list[str]], *, num_beams: int = 20, batch_size: int = 32) -> BeamSearchOutput:
-        """Catalogue rows and scores of the `num_beams` best items per history (constrained beam search)."""
+    def search(
+        self, histories: list[list[str]], *, num_beams: int = 20, batch_size: int = 32, exclude_history: bool = False
+    ) -> BeamSearchOutput:
+        """Catalogue rows and scores of the `num_beams` best items per history (constrained beam search);
+        `exclude_history`: never an item of the history itself (all of it, not only the last `max_history`)."""
         prompts = self.prompts(histories)
         trie = self.trie.to(self.device)
         outputs = []
@@ -87,6 +90,7 @@ class GenerativeRecommender:
         try:
             for start in range(0, len(prompts), batch_size):
                 encoded = self.tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True)
+                exclude = self.history_rows(histories[start : start + batch_size]) if exclude_history else None
                 out = sid_beam_search(
                     self.model,
                     encoded["input_ids"].to(self.device),
@@ -96,6 +100,7 @@ class GenerativeRecommender:
                     num_beams=num_beams,
                     bidirectional_prompt=self.prompt_attention == "bidirectional",
                     sid_softmax=self.sid_softmax,
+                    exclude=exclude,
                 )
                 outputs.append(out)
         finally:
@@ -104,13 +109,27 @@ class GenerativeRecommender:
             *(torch.cat([getattr(o, f.name).cpu() for o in outputs]) for f in fields(BeamSearchOutput))
         )
 
+    def history_rows(self, histories: list[list[str]]) -> torch.LongTensor:
+        """(len(histories), longest) catalogue rows of each history's items, -1 padded, on the model's device."""
+        rows = torch.full((len(histories), max(map(len, histories), default=0)), -1, dtype=torch.long)
+        for n, history in enumerate(histories):
+            rows[n, : len(history)] = torch.tensor(self.sid_map.rows_of(history), dtype=torch.long)
+        return rows.to(self.device)
+
     def recommend(
-        self, histories: list[list[str]], k: int = 10, *, num_beams: int = 20, batch_size: int = 32
+        self,
+        histories: list[list[str]],
+        k: int = 10,
+        *,
+        num_beams: int = 20,
+        batch_size: int = 32,
+        exclude_history: bool = False,
     ) -> list[list[Recommendation]]:
-        """Top-`k` distinct catalogue items for each history, best first."""
+        """Top-`k` distinct catalogue items for each history, best first; `exclude_history`: none of the items
+        already in the history (for catalogues where users do not buy the same item twice)."""
         if k > num_beams:
             raise ValueError(f"k={k} needs num_beams >= k (got {num_beams})")
-        out = self.search(histories, num_beams=num_beams, batch_size=batch_size)
+        out = self.search(histories, num_beams=num_beams, batch_size=batch_size, exclude_history=exclude_history)
         ids = self.sid_map.item_ids
         return [
             [

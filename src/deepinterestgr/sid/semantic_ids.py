@@ -137,6 +137,10 @@ class SemanticIDMap:
                 f"{num_levels} of {codebook_size}; load the map saved with this model"
             )
 
+    def rows_of(self, item_ids: list[str]) -> list[int]:
+        """Catalogue rows (positions in `item_ids`) of these items."""
+        return [self._row_of(i) for i in item_ids]
+
     def _row_of(self, item_id: str) -> int:
         try:
             return self._row[item_id]
