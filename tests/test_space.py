@@ -258,6 +258,11 @@ def test_recommend_gives_ten_catalogue_items_with_their_sids(data):
         assert row.sid == data.sid_map.tokens_of(row.item_id) and row.text == data.items[row.item_id].text
         assert row.descriptors == MISSING and row.quality == MISSING  # this run has no mining
     assert all(a.score >= b.score for a, b in itertools.pairwise(rows))
+    kept = rc.recommend(data, history, exclude_history=True)
+    assert [r.item_id for r in kept] == [
+        r.item_id for r in data.recommender.recommend([history], num_beams=rc.NUM_BEAMS, exclude_history=True)[0]
+    ]
+    assert len(kept) == 10 and not {r.item_id for r in kept} & set(history)
     frame = rc.recommendations_frame(rows)
     assert list(frame.columns) == rc.RECOMMENDATION_COLUMNS and len(frame) == 10
     summary = rc.summary(data, history, rows, user)
@@ -508,8 +513,10 @@ def test_api_recommend_sid_explorer_and_mine(space_url, data):
     assert history_text.split() == list(user.history) and user.user_id in info
     table, history_table, summary = client.predict(history_text, user.user_id, api_name="/recommend")
     assert table["headers"] == rc.RECOMMENDATION_COLUMNS
-    expected = [r.item_id for r in rc.recommend(data, list(user.history))]
-    assert [row[1] for row in table["data"]] == expected  # the same model, the same ten items
+    expected = [r.item_id for r in rc.recommend(data, list(user.history), exclude_history=True)]
+    assert [row[1] for row in table["data"]] == expected  # the same model, the same ten items (the box's default)
+    table, _, _ = client.predict(history_text, user.user_id, False, api_name="/recommend")
+    assert [row[1] for row in table["data"]] == [r.item_id for r in rc.recommend(data, list(user.history))]
     assert [row[1] for row in history_table["data"]] == list(user.history)
     assert user.target in summary
     with pytest.raises(AppError, match="not in the catalogue: 'nope'"):
@@ -550,8 +557,13 @@ def test_browser_pick_user_recommend_and_explore_sids(space_url, data):
     except ImportError:
         pytest.fail("the browser test needs Playwright's Python package: pip install -e '.[dev]'")
     ARTIFACTS.mkdir(exist_ok=True)
-    user = first_user(data)
-    expected = [r.item_id for r in rc.recommend(data, list(user.history))]
+    # a user whose plain top 10 holds a history item, so that unticking the box must change the table
+    user, with_history = next(
+        (u, ranked)
+        for u in data.users.values()
+        if set(ranked := [r.item_id for r in rc.recommend(data, list(u.history))]) & set(u.history)
+    )
+    expected = [r.item_id for r in rc.recommend(data, list(user.history), exclude_history=True)]  # the box is ticked
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
@@ -572,6 +584,10 @@ def test_browser_pick_user_recommend_and_explore_sids(space_url, data):
             expect(page.locator("#recommend-summary")).to_contain_text(user.target)
             recommend_shot = ARTIFACTS / "space-recommend.png"
             page.screenshot(path=str(recommend_shot), full_page=True)
+            page.locator("#exclude-history input").uncheck()
+            page.locator("#recommend-button").click()
+            for cell, item_id in zip(rows.all(), with_history, strict=True):  # the table refreshes row by row
+                expect(cell.locator("[role=gridcell]").nth(1)).to_have_text(item_id, timeout=60_000)
 
             page.get_by_role("tab", name="SID explorer").click()
             codes = page.locator("#sid-children [role=row]:has([role=gridcell])")

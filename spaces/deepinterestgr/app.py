@@ -65,11 +65,11 @@ def build_demo(data: SpaceData, miner: Miner) -> gr.Blocks:
         return " ".join(history), rc.history_frame(data, history), info
 
     @_shown_errors
-    def recommend(history_text: str, user_id: str | None):
+    def recommend(history_text: str, user_id: str | None, exclude_history: bool = True):
         if not (history_text or "").strip() and (user_id or "").strip():  # a user picked, history not loaded yet
             history_text = " ".join(rc.user_history(data, user_id).history)
         history = rc.parse_history(data, history_text)
-        rows = rc.recommend(data, history)
+        rows = rc.recommend(data, history, exclude_history=exclude_history)
         user = data.users.get((user_id or "").strip())
         return rc.recommendations_frame(rows), rc.history_frame(data, history), rc.summary(data, history, rows, user)
 
@@ -141,6 +141,11 @@ def build_demo(data: SpaceData, miner: Miner) -> gr.Blocks:
                         scale=2,
                     )
                     recommend_button = gr.Button("Recommend", variant="primary", elem_id="recommend-button", scale=1)
+                exclude_history = gr.Checkbox(
+                    value=True,
+                    label="Leave out items already in the history (no user in the bundled data buys an item twice)",
+                    elem_id="exclude-history",
+                )
                 history = gr.Textbox(
                     label=f"History: item ids, oldest first (at most {data.max_history})",
                     lines=2,
@@ -242,7 +247,7 @@ def build_demo(data: SpaceData, miner: Miner) -> gr.Blocks:
 
         user.change(user_history, user, [history, history_table, summary], api_name="user_history")
         recommend_button.click(
-            recommend, [history, user], [recommendations, history_table, summary], api_name="recommend"
+            recommend, [history, user, exclude_history], [recommendations, history_table, summary], api_name="recommend"
         )
         gr.on([search_button.click, query.submit], search_items, query, [results, pick], api_name="search_items")
         add_button.click(add_item, [history, pick], history, api_name="add_item")

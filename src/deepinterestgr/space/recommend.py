@@ -168,10 +168,15 @@ def explain(data: SpaceData, item_id: str, history: list[str]) -> str:
     return "; ".join(parts) or MISSING
 
 
-def recommend(data: SpaceData, history: list[str], *, k: int = TOP_K) -> list[RecommendationRow]:
-    """Top-`k` catalogue items for `history` (constrained beam search), with their text, SID, enrichment and why."""
+def recommend(
+    data: SpaceData, history: list[str], *, k: int = TOP_K, exclude_history: bool = False
+) -> list[RecommendationRow]:
+    """Top-`k` catalogue items for `history` (constrained beam search), with their text, SID, enrichment and why;
+    `exclude_history`: none of the history's own items."""
     with _LOCK:
-        recommendations = data.recommender.recommend([history], k=k, num_beams=max(NUM_BEAMS, k))[0]
+        recommendations = data.recommender.recommend(
+            [history], k=k, num_beams=max(NUM_BEAMS, k), exclude_history=exclude_history
+        )[0]
     rows = []
     for rank, rec in enumerate(recommendations, start=1):
         info = data.items[rec.item_id]
