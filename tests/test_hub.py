@@ -304,9 +304,11 @@ def test_a_run_with_per_item_suffixes_trains_evaluates_and_is_carded(hub, run_di
     assert recommender.sid_map.per_item_suffix and f"<d_{len(sids) - 1}>" in recommender.tokenizer.get_vocab()
     assert recommender.sid_softmax == "vocabulary"
     result = run_evaluate(
-        [tmp_path / "sft"], run_dir / "prepared", tmp_path / "eval", EvaluateSection(), console=_quiet()
-    )
+        [tmp_path / "sft"], run_dir / "prepared", tmp_path / "eval", EvaluateSection(exclude_history=True),
+        console=_quiet(),
+    )  # fmt: skip
     assert result["runs"][0]["users"] == 24 and "NDCG@10" in result["summary"]
+    assert "history items excluded" in (tmp_path / "eval" / "metrics.md").read_text()
     recs = recommender.recommend([recommender.sid_map.item_ids[:3]], k=5)[0]
     assert len({r.item_id for r in recs}) == 5 and all(r.item_id in recommender.sid_map for r in recs)
     repos = {"tokenizer": f"{NAMESPACE}/per-item-sid-tokenizer", "recommender": f"{NAMESPACE}/per-item-recommender"}
@@ -326,6 +328,7 @@ def test_a_run_with_per_item_suffixes_trains_evaluates_and_is_carded(hub, run_di
     )
     assert "collision suffix" not in tokenizer_card and "one suffix code per item" in recommender_card
     assert "catalogue softmax" not in recommender_card
+    assert "| test (history excluded) | 24 | 20 | 1 |" in recommender_card
 
 
 def test_dataset_round_trip_gives_identical_rows(run_dir, loaded):

@@ -642,7 +642,7 @@ def _parameters(folder: Path) -> int:
 def _metrics_rows(metrics: Mapping[str, dict], pushed: str | None) -> list[dict]:
     rows = []
     for stage, result in metrics.items():
-        runs = result["runs"]
+        runs, config = result["runs"], result.get("config") or {}
         cells = []
         for name in METRIC_NAMES:
             value = result["summary"][name]
@@ -653,9 +653,9 @@ def _metrics_rows(metrics: Mapping[str, dict], pushed: str | None) -> list[dict]
         rows.append(
             {
                 "label": ("this model" if stage == "model" else f"{stage} (this model)") if stage == pushed else stage,
-                "split": result["split"],
+                "split": result["split"] + (" (history excluded)" if config.get("exclude_history") else ""),
                 "users": runs[0]["users"],
-                "beams": (result.get("config") or {}).get("num_beams", "-"),
+                "beams": config.get("num_beams", "-"),
                 "runs": len(runs),
                 "cells": cells,
             }
