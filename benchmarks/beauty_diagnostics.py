@@ -5,6 +5,7 @@ Rows:
   users outside the checked subset;
 - `valid-checked`: the fixed 2,000-user valid subset `beauty_quality.py` chooses epochs on, at beam 20, 50, 100 and
   256 (every cluster of a one-level 256-code SID, so an exhaustive search there);
+- `valid-checked history share`: on those users, how often the top 1 / top 5 / top 10 hold history items;
 - `valid-all` / `test-all`: valid and test over every user (one ranking each, beam 20); `... history excluded`:
   the same with each user's history items left out of the ranking (`exclude_history`);
 - `test-without-valid-item`: the test targets ranked from the valid histories (the valid item left out): if the
@@ -21,6 +22,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from datasets import Dataset
 
@@ -58,12 +60,27 @@ def main() -> None:
     if valid["user_id"] != test["user_id"]:  # test-without-valid-item pairs valid histories with test targets
         parser.error("the valid and test splits list different users; this diagnostic needs one row per user in both")
     subset = ordered.select(range(CHECKED_USERS))
+
+    def history_share(split: Dataset) -> dict:
+        """How often the plain search ranks the user's own history items (never a target in this data)."""
+        out = rec.search(split["history"], num_beams=20)
+        ids = np.asarray(rec.sid_map.item_ids, dtype=object)
+        ranked = [ids[row[row >= 0]].tolist() for row in out.items.numpy()]
+        seen = [[item in set(h) for item in r[:10]] for r, h in zip(ranked, split["history"], strict=True)]
+        return {
+            "top1 in history": float(np.mean([s[0] for s in seen])),
+            "any of top5 in history": float(np.mean([any(s[:5]) for s in seen])),
+            "history items in top10": float(np.mean([sum(s) for s in seen])),
+            "users": len(split),
+        }
+
     plan = {
         "train-last": lambda: evaluate_recommender(rec, train_last()),
         **{
             f"valid-checked beam {b}": (lambda b=b: evaluate_recommender(rec, subset, num_beams=b))
             for b in (20, 50, 100, 256)
         },
+        "valid-checked history share": lambda: history_share(subset),
         "valid-all": lambda: evaluate_recommender(rec, valid),
         "test-all": lambda: evaluate_recommender(rec, test),
         "valid-all history excluded": lambda: evaluate_recommender(rec, valid, exclude_history=True),
