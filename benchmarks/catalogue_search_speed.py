@@ -23,15 +23,21 @@ from deepinterestgr.recommender import beam_search
 from deepinterestgr.recommender.model import GenerativeRecommender
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def speed_parser(description: str, *, threads: int) -> argparse.ArgumentParser:
+    """The arguments of a side-by-side search timing on Beauty's valid users (shared by the search benchmarks)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument(
         "--beauty", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/amazon/beauty"
     )
-    parser.add_argument("--users", type=int, default=1000, help="valid users ranked by each path")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--repeats", type=int, default=2, help="alternating timed passes per path")
+    parser.add_argument("--users", type=int, default=1000, help="valid users ranked by each variant")
+    parser.add_argument("--threads", type=int, default=threads, help="torch CPU threads")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating timed passes per variant")
+    return parser
+
+
+def main() -> None:
+    parser = speed_parser(__doc__.splitlines()[0], threads=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rec = GenerativeRecommender.from_pretrained(args.checkpoint)

@@ -9,27 +9,18 @@ Run: `.venv/bin/python benchmarks/exclude_history_speed.py runs/beauty/ours-seed
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
 
 import torch
 
+from catalogue_search_speed import speed_parser
 from deepinterestgr.data import prepare
 from deepinterestgr.recommender.model import GenerativeRecommender
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument(
-        "--beauty", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/amazon/beauty"
-    )
-    parser.add_argument("--users", type=int, default=1000, help="valid users ranked by each mode")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--repeats", type=int, default=2, help="alternating timed passes per mode")
-    args = parser.parse_args()
+    args = speed_parser(__doc__.splitlines()[0], threads=1).parse_args()
     torch.set_num_threads(args.threads)
     rec = GenerativeRecommender.from_pretrained(args.checkpoint)
     valid = prepare("p5", args.beauty, max_history=20).splits["valid"]
