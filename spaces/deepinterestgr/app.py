@@ -143,7 +143,7 @@ def build_demo(data: SpaceData, miner: Miner) -> gr.Blocks:
                     recommend_button = gr.Button("Recommend", variant="primary", elem_id="recommend-button", scale=1)
                 exclude_history = gr.Checkbox(
                     value=True,
-                    label="Leave out items already in the history (no user in the bundled data buys an item twice)",
+                    label="Leave out items already in the history (untick where users buy the same item again)",
                     elem_id="exclude-history",
                 )
                 history = gr.Textbox(
