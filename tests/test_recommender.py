@@ -128,8 +128,9 @@ def test_excluded_items_leave_the_ranking_and_nothing_else_changes(tiny, shared_
         full = search_catalogue(tiny, history, shared_prefix=shared_prefix)
         rows = tiny.history_rows([history])
         out = search_catalogue(tiny, history, shared_prefix=shared_prefix, exclude=rows)
-        kept = [(i, s) for i, s in zip(full.items[0].tolist(), full.scores[0].tolist(), strict=True)]
-        kept = [(i, s) for i, s in kept if i not in set(rows[0].tolist())]
+        excluded = set(rows[0].tolist())
+        pairs = zip(full.items[0].tolist(), full.scores[0].tolist(), strict=True)
+        kept = [(i, s) for i, s in pairs if i not in excluded]
         got = [(i, s) for i, s in zip(out.items[0].tolist(), out.scores[0].tolist(), strict=True) if i >= 0]
         assert [i for i, _ in got] == [i for i, _ in kept]  # the same order, history items gone
         assert np.allclose([s for _, s in got], [s for _, s in kept], atol=1e-5)  # scores not renormalised
